@@ -1,0 +1,490 @@
+"""The repository the engine works through: every method runs inside the writer's transaction.
+
+The engine decides what should happen; this module knows how it is written down. `stock.on_hand`
+and `skus.committed` are kept equal to their sources (movements, open order lines) here, in the
+same transaction as the change that moves them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlite_utils import Database
+
+from agent.store.records import Listing, OutboxRow, StoredLine, StoredOrder
+from agent.store.timestamps import Clock, iso, parse_iso
+
+
+def _opt_time(text: str | None) -> datetime | None:
+    return parse_iso(text) if text else None
+
+
+class Tx:
+    """One write transaction on the store."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.conn = db.conn
+        self._clock = clock
+
+    def now(self) -> datetime:
+        """The store's clock (injectable in tests)."""
+        return self._clock()
+
+    # -- catalog -----------------------------------------------------------------------------
+
+    def sku_kind(self, sku: str) -> str | None:
+        """'simple', 'bundle', or None when the SKU is unknown."""
+        row = self.conn.execute("SELECT kind FROM skus WHERE sku = ?", (sku,)).fetchone()
+        return row[0] if row else None
+
+    def ensure_sku(self, sku: str, *, kind: str = "simple", title: str | None = None) -> bool:
+        """Create the SKU if it is new; set its kind and title. True when it was created."""
+        cur = self.conn.execute(
+            "INSERT INTO skus (sku, title, kind, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(sku) DO NOTHING",
+            (sku, title, kind, iso(self.now())),
+        )
+        created = cur.rowcount == 1
+        if not created:
+            self.conn.execute(
+                "UPDATE skus SET kind = ?, title = coalesce(?, title) WHERE sku = ?",
+                (kind, title, sku),
+            )
+        return created
+
+    def set_bundle_components(self, bundle: str, components: Mapping[str, int]) -> None:
+        """Replace a bundle's component list."""
+        self.conn.execute("DELETE FROM bundle_components WHERE bundle = ?", (bundle,))
+        self.conn.executemany(
+            "INSERT INTO bundle_components (bundle, component, qty) VALUES (?, ?, ?)",
+            [(bundle, comp, qty) for comp, qty in components.items()],
+        )
+
+    def ensure_location(self, name: str, title: str | None) -> None:
+        """Record a location named in the config."""
+        self.conn.execute(
+            "INSERT INTO locations (name, title) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET title = excluded.title",
+            (name, title),
+        )
+
+    def ensure_channel(self, name: str, kind: str) -> None:
+        """Record a channel named in the config."""
+        self.conn.execute(
+            "INSERT INTO channels (name, kind, state_changed_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET kind = excluded.kind",
+            (name, kind, iso(self.now())),
+        )
+
+    def skus(self) -> list[str]:
+        """Every SKU in the catalog."""
+        return [r[0] for r in self.conn.execute("SELECT sku FROM skus ORDER BY sku")]
+
+    # -- stock -------------------------------------------------------------------------------
+
+    def add_movement(
+        self, sku: str, location: str, delta: int, reason: str, ref: str | None
+    ) -> int:
+        """Append to the ledger and move `stock.on_hand` with it."""
+        at = iso(self.now())
+        cur = self.conn.execute(
+            "INSERT INTO movements (sku, location, delta, reason, ref, at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (sku, location, delta, reason, ref, at),
+        )
+        self.conn.execute(
+            "INSERT INTO stock (sku, location, on_hand, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(sku, location) DO UPDATE SET on_hand = on_hand + excluded.on_hand, "
+            "updated_at = excluded.updated_at",
+            (sku, location, delta, at),
+        )
+        return int(cur.lastrowid or 0)
+
+    def on_hand(self, sku: str, location: str) -> int:
+        """Units of a SKU at one location."""
+        row = self.conn.execute(
+            "SELECT on_hand FROM stock WHERE sku = ? AND location = ?", (sku, location)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def on_hand_by_location(self, skus: Iterable[str]) -> dict[str, dict[str, int]]:
+        """On-hand units per location for each SKU asked for."""
+        wanted = list(skus)
+        result: dict[str, dict[str, int]] = {s: {} for s in wanted}
+        for chunk in _chunks(wanted, 500):
+            marks = ",".join("?" * len(chunk))
+            for sku, loc, qty in self.conn.execute(
+                f"SELECT sku, location, on_hand FROM stock WHERE sku IN ({marks})", chunk
+            ):
+                result[sku][loc] = qty
+        return result
+
+    def all_on_hand(self) -> dict[str, dict[str, int]]:
+        """On-hand units per location for every SKU."""
+        result: dict[str, dict[str, int]] = {}
+        for sku, loc, qty in self.conn.execute("SELECT sku, location, on_hand FROM stock"):
+            result.setdefault(sku, {})[loc] = qty
+        return result
+
+    def add_committed(self, sku: str, delta: int) -> None:
+        """Move a SKU's committed units (the sum of open line remainders)."""
+        self.conn.execute("UPDATE skus SET committed = committed + ? WHERE sku = ?", (delta, sku))
+
+    def committed(self, skus: Iterable[str]) -> dict[str, int]:
+        """Committed units for each SKU asked for."""
+        wanted = list(skus)
+        result = dict.fromkeys(wanted, 0)
+        for chunk in _chunks(wanted, 500):
+            marks = ",".join("?" * len(chunk))
+            for sku, qty in self.conn.execute(
+                f"SELECT sku, committed FROM skus WHERE sku IN ({marks})", chunk
+            ):
+                result[sku] = qty
+        return result
+
+    def all_committed(self) -> dict[str, int]:
+        """Committed units for every SKU."""
+        return dict(self.conn.execute("SELECT sku, committed FROM skus").fetchall())
+
+    def bundles_containing(self, components: Iterable[str]) -> dict[str, dict[str, int]]:
+        """The bundles that use any of these components, each with its full component list."""
+        wanted = list(components)
+        names: set[str] = set()
+        for chunk in _chunks(wanted, 500):
+            marks = ",".join("?" * len(chunk))
+            names.update(
+                r[0]
+                for r in self.conn.execute(
+                    f"SELECT bundle FROM bundle_components WHERE component IN ({marks})", chunk
+                )
+            )
+        return self.bundle_components(names)
+
+    def bundle_components(self, bundles: Iterable[str]) -> dict[str, dict[str, int]]:
+        """Component quantities for each bundle asked for."""
+        wanted = list(bundles)
+        result: dict[str, dict[str, int]] = {}
+        for chunk in _chunks(wanted, 500):
+            marks = ",".join("?" * len(chunk))
+            for bundle, comp, qty in self.conn.execute(
+                f"SELECT bundle, component, qty FROM bundle_components WHERE bundle IN ({marks})",
+                chunk,
+            ):
+                result.setdefault(bundle, {})[comp] = qty
+        return result
+
+    def all_bundles(self) -> dict[str, dict[str, int]]:
+        """Every bundle with its components."""
+        result: dict[str, dict[str, int]] = {}
+        for bundle, comp, qty in self.conn.execute(
+            "SELECT bundle, component, qty FROM bundle_components"
+        ):
+            result.setdefault(bundle, {})[comp] = qty
+        return result
+
+    # -- orders ------------------------------------------------------------------------------
+
+    def get_order(self, channel: str, external_id: str) -> StoredOrder | None:
+        """An order with its lines and their components, or None."""
+        row = self.conn.execute(
+            "SELECT name, status, reserves, fulfilled_by_channel, updated_at, content_hash, "
+            "created_at, customer, currency, total, raw, first_seen_at "
+            "FROM orders WHERE channel = ? AND external_id = ?",
+            (channel, external_id),
+        ).fetchone()
+        if row is None:
+            return None
+        order = StoredOrder(
+            channel=channel,
+            external_id=external_id,
+            name=row[0],
+            status=row[1],
+            reserves=bool(row[2]),
+            fulfilled_by_channel=bool(row[3]),
+            updated_at=parse_iso(row[4]),
+            content_hash=row[5],
+            created_at=_opt_time(row[6]),
+            customer=row[7],
+            currency=row[8],
+            total=row[9],
+            raw=row[10],
+            first_seen_at=parse_iso(row[11]),
+        )
+        for (
+            line_id,
+            channel_sku,
+            sku,
+            title,
+            qty,
+            shipped,
+            cancelled,
+            returned,
+        ) in self.conn.execute(
+            "SELECT line_id, channel_sku, sku, title, qty, qty_shipped, qty_cancelled, "
+            "qty_returned FROM order_lines WHERE channel = ? AND external_id = ?",
+            (channel, external_id),
+        ):
+            order.lines[line_id] = StoredLine(
+                line_id, channel_sku, sku, title, qty, shipped, cancelled, returned
+            )
+        for line_id, comp, per_unit in self.conn.execute(
+            "SELECT line_id, component, per_unit FROM line_components "
+            "WHERE channel = ? AND external_id = ?",
+            (channel, external_id),
+        ):
+            order.lines[line_id].components[comp] = per_unit
+        return order
+
+    def save_order(self, order: StoredOrder, *, new_lines: Iterable[str]) -> None:
+        """Write an order and its lines; components are written once, for `new_lines`."""
+        now = iso(self.now())
+        self.conn.execute(
+            "INSERT INTO orders (channel, external_id, name, status, reserves, "
+            "fulfilled_by_channel, updated_at, content_hash, created_at, customer, currency, "
+            "total, raw, first_seen_at, applied_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(channel, external_id) DO UPDATE SET name = excluded.name, "
+            "status = excluded.status, reserves = excluded.reserves, "
+            "fulfilled_by_channel = excluded.fulfilled_by_channel, "
+            "updated_at = excluded.updated_at, content_hash = excluded.content_hash, "
+            "created_at = excluded.created_at, customer = excluded.customer, "
+            "currency = excluded.currency, total = excluded.total, raw = excluded.raw, "
+            "applied_at = excluded.applied_at",
+            (
+                order.channel,
+                order.external_id,
+                order.name,
+                order.status,
+                int(order.reserves),
+                int(order.fulfilled_by_channel),
+                iso(order.updated_at),
+                order.content_hash,
+                iso(order.created_at) if order.created_at else None,
+                order.customer,
+                order.currency,
+                order.total,
+                order.raw,
+                iso(order.first_seen_at),
+                now,
+            ),
+        )
+        self.conn.executemany(
+            "INSERT INTO order_lines (channel, external_id, line_id, channel_sku, sku, title, qty, "
+            "qty_shipped, qty_cancelled, qty_returned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(channel, external_id, line_id) DO UPDATE SET "
+            "channel_sku = excluded.channel_sku, sku = excluded.sku, title = excluded.title, "
+            "qty = excluded.qty, qty_shipped = excluded.qty_shipped, "
+            "qty_cancelled = excluded.qty_cancelled, qty_returned = excluded.qty_returned",
+            [
+                (
+                    order.channel,
+                    order.external_id,
+                    line.line_id,
+                    line.channel_sku,
+                    line.sku,
+                    line.title,
+                    line.qty,
+                    line.shipped,
+                    line.cancelled,
+                    line.returned,
+                )
+                for line in order.lines.values()
+            ],
+        )
+        self.conn.executemany(
+            "INSERT INTO line_components (channel, external_id, line_id, component, per_unit) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [
+                (order.channel, order.external_id, line_id, comp, per_unit)
+                for line_id in new_lines
+                for comp, per_unit in order.lines[line_id].components.items()
+            ],
+        )
+
+    def own_sales_since(self, channel: str, sku: str, since: datetime | None) -> int:
+        """Units of a SKU sold on a channel in orders it created after `since` (net of cancels)."""
+        row = self.conn.execute(
+            "SELECT coalesce(sum(l.qty - l.qty_cancelled), 0) FROM order_lines l "
+            "JOIN orders o ON o.channel = l.channel AND o.external_id = l.external_id "
+            "WHERE l.channel = ? AND l.sku = ? AND o.fulfilled_by_channel = 0 "
+            "AND (? IS NULL OR coalesce(o.created_at, o.first_seen_at) > ?)",
+            (channel, sku, iso(since) if since else None, iso(since) if since else None),
+        ).fetchone()
+        return int(row[0])
+
+    # -- shipments ---------------------------------------------------------------------------
+
+    def find_shipment(self, channel: str, external_id: str, tracking_number: str) -> int | None:
+        """A shipment already recorded for this order under this tracking number."""
+        row = self.conn.execute(
+            "SELECT id FROM shipments WHERE channel = ? AND external_id = ? "
+            "AND tracking_number = ? AND tracking_number != ''",
+            (channel, external_id, tracking_number),
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def add_shipment(
+        self,
+        *,
+        channel: str,
+        external_id: str,
+        carrier: str,
+        tracking_number: str,
+        tracking_url: str,
+        location: str,
+        source: str,
+        shipped_at: datetime,
+        lines: Mapping[str, int],
+    ) -> int:
+        """Record a shipment and the quantity it took from each line."""
+        cur = self.conn.execute(
+            "INSERT INTO shipments (channel, external_id, carrier, tracking_number, tracking_url, "
+            "location, source, shipped_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                channel,
+                external_id,
+                carrier,
+                tracking_number,
+                tracking_url,
+                location,
+                source,
+                iso(shipped_at),
+            ),
+        )
+        shipment_id = int(cur.lastrowid or 0)
+        self.conn.executemany(
+            "INSERT INTO shipment_lines (shipment_id, line_id, qty) VALUES (?, ?, ?)",
+            [(shipment_id, line_id, qty) for line_id, qty in lines.items() if qty > 0],
+        )
+        return shipment_id
+
+    # -- listings ----------------------------------------------------------------------------
+
+    def get_listing(self, channel: str, sku: str) -> Listing | None:
+        """What is known of a SKU on a channel, or None."""
+        row = self.conn.execute(
+            "SELECT status, target_qty, published_qty, published_at, channel_qty, seen_at "
+            "FROM listings WHERE channel = ? AND sku = ?",
+            (channel, sku),
+        ).fetchone()
+        if row is None:
+            return None
+        return Listing(
+            channel, sku, row[0], row[1], row[2], _opt_time(row[3]), row[4], _opt_time(row[5])
+        )
+
+    def all_targets(self) -> dict[tuple[str, str], int | None]:
+        """The newest computed published number of every (channel, sku)."""
+        return {
+            (c, s): t
+            for c, s, t in self.conn.execute("SELECT channel, sku, target_qty FROM listings")
+        }
+
+    def set_targets(self, targets: Iterable[tuple[str, str, int]]) -> None:
+        """Record newly computed published numbers."""
+        self.conn.executemany(
+            "INSERT INTO listings (channel, sku, target_qty) VALUES (?, ?, ?) "
+            "ON CONFLICT(channel, sku) DO UPDATE SET target_qty = excluded.target_qty",
+            list(targets),
+        )
+
+    def set_published(self, channel: str, sku: str, qty: int, at: datetime) -> None:
+        """The channel accepted `qty`: it is now both the published and the seen value."""
+        self.conn.execute(
+            "INSERT INTO listings "
+            "(channel, sku, published_qty, published_at, channel_qty, seen_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(channel, sku) DO UPDATE SET "
+            "published_qty = excluded.published_qty, published_at = excluded.published_at, "
+            "channel_qty = excluded.channel_qty, seen_at = excluded.seen_at",
+            (channel, sku, qty, iso(at), qty, iso(at)),
+        )
+
+    def set_seen(self, channel: str, sku: str, qty: int, at: datetime) -> None:
+        """Record the level last seen on the channel."""
+        self.conn.execute(
+            "INSERT INTO listings (channel, sku, channel_qty, seen_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(channel, sku) DO UPDATE SET channel_qty = excluded.channel_qty, "
+            "seen_at = excluded.seen_at",
+            (channel, sku, qty, iso(at)),
+        )
+
+    # -- outbox ------------------------------------------------------------------------------
+
+    def enqueue(self, channel: str, kind: str, key: str, value: Any, expected: int | None) -> int:
+        """Queue a push; a pending row for the same (channel, kind, key) takes the newer value."""
+        now = iso(self.now())
+        row = self.conn.execute(
+            "INSERT INTO outbox (channel, kind, key, value, expected, state, next_attempt_at, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?) "
+            "ON CONFLICT(channel, kind, key) WHERE state = 'pending' DO UPDATE SET "
+            "value = excluded.value, expected = excluded.expected, revision = revision + 1, "
+            "updated_at = excluded.updated_at RETURNING id",
+            (channel, kind, key, json.dumps(value), expected, now, now, now),
+        ).fetchone()
+        return int(row[0])
+
+    def get_outbox(self, outbox_id: int) -> OutboxRow | None:
+        """One outbox row, or None."""
+        rows = self._outbox_rows("WHERE id = ?", (outbox_id,))
+        return rows[0] if rows else None
+
+    def outbox_rows(
+        self, *, state: str | None = None, channel: str | None = None
+    ) -> list[OutboxRow]:
+        """Outbox rows, optionally by state and channel, oldest first."""
+        clauses, params = [], []
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(state)
+        if channel is not None:
+            clauses.append("channel = ?")
+            params.append(channel)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        return self._outbox_rows(where + " ORDER BY id", params)
+
+    def _outbox_rows(self, tail: str, params: Sequence[Any]) -> list[OutboxRow]:
+        return [
+            OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], parse_iso(r[9]), r[10])
+            for r in self.conn.execute(
+                "SELECT id, channel, kind, key, value, expected, revision, state, attempts, "
+                f"next_attempt_at, last_error FROM outbox {tail}",
+                params,
+            )
+        ]
+
+    def set_outbox_state(self, outbox_id: int, state: str, *, error: str | None = None) -> None:
+        """Move an outbox row to a new state."""
+        self.conn.execute(
+            "UPDATE outbox SET state = ?, last_error = coalesce(?, last_error), updated_at = ? "
+            "WHERE id = ?",
+            (state, error, iso(self.now()), outbox_id),
+        )
+
+    # -- events ------------------------------------------------------------------------------
+
+    def add_event(
+        self,
+        kind: str,
+        message: str,
+        *,
+        level: str = "info",
+        channel: str | None = None,
+        sku: str | None = None,
+        ref: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record something notable for status pages and operators."""
+        self.conn.execute(
+            "INSERT INTO events (at, kind, level, channel, sku, ref, message, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (iso(self.now()), kind, level, channel, sku, ref, message, json.dumps(data or {})),
+        )
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
