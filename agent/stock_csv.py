@@ -52,7 +52,9 @@ def parse_counts(
                 f"(got {','.join(columns) or 'nothing'})",
             )
         ]
-    at = {name: columns.index(name) for name in ("sku", "location", "qty") if name in columns}
+    at: dict[str, int] = {
+        name: columns.index(name) for name in ("sku", "location", "qty") if name in columns
+    }
     seen: dict[tuple[str, str], int] = {}
     line_no = 1
     while True:

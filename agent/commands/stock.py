@@ -112,13 +112,17 @@ def run_import(args: argparse.Namespace) -> int:
     rows, errors = parse_counts(
         text, locations=engine.rules.locations, bundles=set(engine.rules.bundles)
     )
-    result = {
-        "file": str(args.file),
-        "rows": len(rows) + len(errors),
-        "applied": 0,
-        "changed": 0,
-        "errors": [{"line": e.line, "message": e.message} for e in errors],
-    }
+    applied = changed = 0
+
+    def summary() -> dict[str, object]:
+        return {
+            "file": str(args.file),
+            "rows": len(rows) + len(errors),
+            "applied": applied,
+            "changed": changed,
+            "errors": [{"line": e.line, "message": e.message} for e in errors],
+        }
+
     for error in errors:
         stderr.print(f"{args.file}:{error.line}: {error.message}", markup=False)
     if errors and not args.skip_bad:
@@ -126,7 +130,7 @@ def run_import(args: argparse.Namespace) -> int:
             f"{len(errors)} bad line(s); nothing was applied (fix them, or use --skip-bad)",
             markup=False,
         )
-        emit(args, result, lambda: None)
+        emit(args, summary(), lambda: None)
         return EXIT_FAILED
     with (
         open_store(config, create=True) as store,
@@ -144,25 +148,22 @@ def run_import(args: argparse.Namespace) -> int:
         for start in range(0, len(rows), IMPORT_CHUNK_ROWS):
             chunk = [(r.sku, r.location, r.qty) for r in rows[start : start + IMPORT_CHUNK_ROWS]]
             try:
-                result["changed"] += store.run(
-                    lambda tx, chunk=chunk: engine.set_counts(
+                changed += store.run(
+                    lambda tx, chunk=chunk: engine.set_counts(  # type: ignore[misc]
                         tx, chunk, reason="import", ref=args.file.name
                     )
                 )
             except EngineError as exc:
                 raise CommandFailed(f"{args.file}: {exc}") from exc
-            result["applied"] += len(chunk)
+            applied += len(chunk)
             progress.advance(task, len(chunk))
+
+    result = summary()
 
     def render() -> None:
         table = Table("file", "lines", "applied", "changed", "bad")
-        table.add_row(
-            str(args.file),
-            str(result["rows"]),
-            str(result["applied"]),
-            str(result["changed"]),
-            str(len(errors)),
-        )
+        table.add_row(*(str(result[k]) for k in ("file", "rows", "applied", "changed")),
+                      str(len(errors)))
         stdout.print(table)
 
     emit(args, result, render)

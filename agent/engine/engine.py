@@ -567,12 +567,12 @@ class Engine:
 
 def _shipment_quantities(order: StoredOrder, asked: Mapping[str, int] | None) -> dict[str, int]:
     """Turn 'line id or SKU -> units' into 'line id -> units', refusing more than remains."""
+    quantities: dict[str, int] = {}
     if asked is None:
         quantities = {ln.line_id: ln.remaining for ln in order.lines.values() if ln.remaining > 0}
         if not quantities:
             raise InvalidShipment(f"order {order.external_id} has nothing left to ship")
         return quantities
-    quantities: dict[str, int] = {}
     for key, qty in asked.items():
         if qty <= 0:
             raise InvalidShipment(f"{key}: quantity must be positive, got {qty}")

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from sqlite_utils import Database
 
@@ -36,6 +36,10 @@ class StoreClosed(StoreError):
 
 
 _STOP = object()
+
+# A unit of work and how to hand back its result or its exception.
+_Deliver = Callable[[object, BaseException | None], None]
+_WriteTask = tuple[Callable[[Tx], object], _Deliver]
 
 
 class Store:
@@ -92,7 +96,7 @@ class Store:
             item = self._queue.get()
             if item is _STOP:
                 break
-            fn, deliver = item  # type: ignore[misc]
+            fn, deliver = cast(_WriteTask, item)
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
