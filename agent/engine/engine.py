@@ -119,7 +119,7 @@ class Engine:
             if stored.get(bundle) != dict(components):
                 tx.set_bundle_components(bundle, components)
                 changed.add(bundle)
-        return self.recompute_all(tx) if full else self._republish(tx, changed)
+        return self.recompute_all(tx) if full else self.republish(tx, changed)
 
     # -- orders ------------------------------------------------------------------------------
 
@@ -253,7 +253,7 @@ class Engine:
                 sku=sku,
                 ref=ref,
             )
-        self._republish(tx, touched)
+        self.republish(tx, touched)
         return OrderOutcome("created" if stored is None else "updated", tuple(unknown))
 
     def apply_shipment(self, tx: Tx, request: ShipmentRequest) -> ShipmentOutcome:
@@ -325,7 +325,7 @@ class Engine:
             },
             None,
         )
-        self._republish(tx, touched)
+        self.republish(tx, touched)
         return ShipmentOutcome(shipment_id, created=True, lines=quantities)
 
     # -- stock -------------------------------------------------------------------------------
@@ -346,7 +346,7 @@ class Engine:
         tx.ensure_sku(sku, title=self.rules.sku_titles.get(sku))
         if delta:
             tx.add_movement(sku, location, delta, reason, ref)
-            self._republish(tx, {sku})
+            self.republish(tx, {sku})
         return tx.on_hand(sku, location)
 
     def set_count(
@@ -368,7 +368,7 @@ class Engine:
         delta = qty - tx.on_hand(sku, location)
         if delta:
             tx.add_movement(sku, location, delta, reason, ref)
-            self._republish(tx, {sku})
+            self.republish(tx, {sku})
         return qty
 
     def set_counts(
@@ -391,7 +391,7 @@ class Engine:
             if delta:
                 tx.add_movement(sku, where, delta, reason, ref)
                 touched.add(sku)
-        self._republish(tx, touched)
+        self.republish(tx, touched)
         return len(touched)
 
     # -- channel levels ----------------------------------------------------------------------
@@ -448,7 +448,12 @@ class Engine:
         simple = [s for s in committed if s not in bundles]
         return self._publish(tx, simple, bundles, on_hand, committed, tx.all_targets())
 
-    def _republish(self, tx: Tx, touched: Iterable[str]) -> int:
+    def republish(self, tx: Tx, touched: Iterable[str]) -> int:
+        """Recompute the published numbers of these SKUs (and bundles using them); queue changes.
+
+        The runtime calls this in slices of the catalog, so one large recompute never holds the
+        writer long enough to delay a webhook. Returns rows queued.
+        """
         touched = set(touched)
         if not touched:
             return 0
@@ -458,10 +463,7 @@ class Engine:
         needed = set(simple).union(*bundles.values()) if bundles else set(simple)
         on_hand = tx.on_hand_by_location(needed)
         committed = tx.committed(needed)
-        keys = [(ch.name, s) for ch in self.rules.enabled_channels() for s in [*simple, *bundles]]
-        targets = {
-            key: (lst.target_qty if lst else None) for key in keys for lst in [tx.get_listing(*key)]
-        }
+        targets = tx.targets([*simple, *bundles])
         return self._publish(tx, simple, bundles, on_hand, committed, targets)
 
     def _publish(
@@ -494,13 +496,16 @@ class Engine:
                 if targets.get((ch.name, bundle)) != qty:
                     changed.append((ch.name, bundle, qty))
         tx.set_targets(changed)
-        for channel, sku, qty in changed:
-            tx.enqueue(channel, "stock", sku, qty, self._expected_channel_qty(tx, channel, sku))
+        expected = tx.expected_levels({sku for _, sku, _ in changed})
+        tx.enqueue_many(
+            (channel, "stock", sku, qty, expected.get((channel, sku)))
+            for channel, sku, qty in changed
+        )
         return len(changed)
 
     def _push_current(self, tx: Tx, channel: str, sku: str, observed: int) -> None:
         """Queue the current published number for a (channel, SKU) the channel shows wrongly."""
-        self._republish(tx, {sku})
+        self.republish(tx, {sku})
         listing = tx.get_listing(channel, sku)
         if listing is not None and listing.target_qty is not None:
             if listing.target_qty != observed:
@@ -508,21 +513,7 @@ class Engine:
 
     def _expected_channel_qty(self, tx: Tx, channel: str, sku: str) -> int | None:
         """What the channel should show now: its last known number less its own sales since."""
-        listing = tx.get_listing(channel, sku)
-        if listing is None:
-            return None
-        baselines = [
-            (at, qty)
-            for at, qty in (
-                (listing.published_at, listing.published_qty),
-                (listing.seen_at, listing.channel_qty),
-            )
-            if at is not None and qty is not None
-        ]
-        if not baselines:
-            return None
-        at, qty = max(baselines, key=lambda pair: pair[0])
-        return qty - tx.own_sales_since(channel, sku, at)
+        return tx.expected_level(channel, sku)
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -206,3 +206,9 @@ def m001_initial(db: Database) -> None:
     for statement in _INITIAL.split(";\n"):
         if statement.strip():
             db.execute(statement)
+
+
+@migrations()
+def m002_listings_by_sku(db: Database) -> None:
+    """Index listings by SKU: republishing reads every channel's listing of a set of SKUs."""
+    db.execute("CREATE INDEX listings_sku ON listings(sku)")

@@ -22,4 +22,4 @@ def iso(moment: datetime) -> str:
 
 def parse_iso(text: str) -> datetime:
     """Parse a timestamp written by `iso`."""
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return datetime.fromisoformat(text)  # 3.11 reads the trailing "Z"; strptime is ~10x slower

@@ -305,17 +305,6 @@ class Tx:
             ],
         )
 
-    def own_sales_since(self, channel: str, sku: str, since: datetime | None) -> int:
-        """Units of a SKU sold on a channel in orders it created after `since` (net of cancels)."""
-        row = self.conn.execute(
-            "SELECT coalesce(sum(l.qty - l.qty_cancelled), 0) FROM order_lines l "
-            "JOIN orders o ON o.channel = l.channel AND o.external_id = l.external_id "
-            "WHERE l.channel = ? AND l.sku = ? AND o.fulfilled_by_channel = 0 "
-            "AND (? IS NULL OR coalesce(o.created_at, o.first_seen_at) > ?)",
-            (channel, sku, iso(since) if since else None, iso(since) if since else None),
-        ).fetchone()
-        return int(row[0])
-
     # -- shipments ---------------------------------------------------------------------------
 
     def find_shipment(self, channel: str, external_id: str, tracking_number: str) -> int | None:
@@ -377,6 +366,37 @@ class Tx:
             channel, sku, row[0], row[1], row[2], _opt_time(row[3]), row[4], _opt_time(row[5])
         )
 
+    def targets(self, skus: Iterable[str]) -> dict[tuple[str, str], int | None]:
+        """The newest computed published number of every channel, for the SKUs asked for."""
+        wanted = list(skus)
+        result: dict[tuple[str, str], int | None] = {}
+        for chunk in _chunks(wanted, 500):
+            marks = ",".join("?" * len(chunk))
+            for channel, sku, target in self.conn.execute(
+                f"SELECT channel, sku, target_qty FROM listings WHERE sku IN ({marks})", chunk
+            ):
+                result[(channel, sku)] = target
+        return result
+
+    def expected_levels(self, skus: Iterable[str]) -> dict[tuple[str, str], int]:
+        """What each channel should show now for these SKUs: its newest known number (accepted
+        push or observed level), less the channel's own sales of the SKU since then."""
+        wanted = list(skus)
+        result: dict[tuple[str, str], int] = {}
+        for chunk in _chunks(wanted, 500):
+            marks = ",".join("?" * len(chunk))
+            result.update(
+                ((channel, sku), level)
+                for channel, sku, level in self.conn.execute(
+                    _EXPECTED_LEVELS.format(marks=marks), chunk
+                )
+            )
+        return result
+
+    def expected_level(self, channel: str, sku: str) -> int | None:
+        """`expected_levels` for one (channel, SKU); None when the channel's number is unknown."""
+        return self.expected_levels([sku]).get((channel, sku))
+
     def all_targets(self) -> dict[tuple[str, str], int | None]:
         """The newest computed published number of every (channel, sku)."""
         return {
@@ -426,6 +446,21 @@ class Tx:
             (channel, kind, key, json.dumps(value), expected, now, now, now),
         ).fetchone()
         return int(row[0])
+
+    def enqueue_many(self, rows: Iterable[tuple[str, str, str, Any, int | None]]) -> None:
+        """`enqueue` for many (channel, kind, key, value, expected) rows at once."""
+        now = iso(self.now())
+        self.conn.executemany(
+            "INSERT INTO outbox (channel, kind, key, value, expected, state, next_attempt_at, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?) "
+            "ON CONFLICT(channel, kind, key) WHERE state = 'pending' DO UPDATE SET "
+            "value = excluded.value, expected = excluded.expected, revision = revision + 1, "
+            "updated_at = excluded.updated_at",
+            [
+                (channel, kind, key, json.dumps(value), expected, now, now, now)
+                for channel, kind, key, value, expected in rows
+            ],
+        )
 
     def get_outbox(self, outbox_id: int) -> OutboxRow | None:
         """One outbox row, or None."""
@@ -483,6 +518,26 @@ class Tx:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (iso(self.now()), kind, level, channel, sku, ref, message, json.dumps(data or {})),
         )
+
+
+# The newest baseline of each listing (an accepted push or an observed level, whichever is later),
+# less the channel's own sales of that SKU in orders created after it.
+_EXPECTED_LEVELS = """
+WITH base AS (
+    SELECT channel, sku,
+           CASE WHEN seen_at IS NOT NULL AND (published_at IS NULL OR seen_at > published_at)
+                THEN seen_at ELSE published_at END AS at,
+           CASE WHEN seen_at IS NOT NULL AND (published_at IS NULL OR seen_at > published_at)
+                THEN channel_qty ELSE published_qty END AS qty
+    FROM listings WHERE sku IN ({marks})
+)
+SELECT b.channel, b.sku, b.qty - coalesce((
+    SELECT sum(l.qty - l.qty_cancelled) FROM order_lines l
+    JOIN orders o ON o.channel = l.channel AND o.external_id = l.external_id
+    WHERE l.channel = b.channel AND l.sku = b.sku AND o.fulfilled_by_channel = 0
+      AND coalesce(o.created_at, o.first_seen_at) > b.at), 0)
+FROM base b WHERE b.at IS NOT NULL AND b.qty IS NOT NULL
+"""
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
