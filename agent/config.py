@@ -59,11 +59,13 @@ __all__ = [
     "EbayChannel",
     "ListenAddress",
     "LocationConfig",
+    "ReferenceChannel",
     "Secret",
     "ShopifyChannel",
     "SkuChannelOverride",
     "SkuOverride",
     "StockConfig",
+    "SyncConfig",
     "WooCommerceChannel",
     "default_config_path",
     "format_duration",
@@ -567,6 +569,20 @@ class StockConfig(_Model):
     refund_restocks: bool = True
 
 
+class SyncConfig(_Model):
+    """[sync]: how hard storesync retries, how it shuts down, how far back it reads."""
+
+    push_max_attempts: PositiveInt = 8
+    push_retry_base: Duration = timedelta(seconds=5)
+    push_retry_max: Duration = timedelta(minutes=15)
+    inbox_max_attempts: PositiveInt = 5
+    drain_timeout: Duration = timedelta(seconds=20)
+    webhook_body_limit: PositiveInt = 2 * 1024 * 1024  # bytes
+    listing_refresh: Duration = timedelta(hours=1)
+    order_lookback: Duration = timedelta(minutes=5)
+    first_poll_window: Duration = timedelta(days=1)
+
+
 class LocationConfig(_Model):
     """[[locations]]: a warehouse or stock room whose on-hand counts feed channels."""
 
@@ -677,8 +693,20 @@ class EbayChannel(BaseChannel):
     token_url: WebURL | None = None
 
 
+class ReferenceChannel(BaseChannel):
+    """The reference channel: the simplest API that meets the connector contract.
+
+    It exists so the runtime can be tested and demonstrated against a channel with no quirks;
+    its sandbox is `storesync sandbox reference`.
+    """
+
+    kind: Literal["reference"]
+    api_url: WebURL  # required: there is no public default
+    api_key: Secret
+
+
 ChannelConfig = Annotated[
-    ShopifyChannel | WooCommerceChannel | AmazonChannel | EbayChannel,
+    ShopifyChannel | WooCommerceChannel | AmazonChannel | EbayChannel | ReferenceChannel,
     Field(discriminator="kind"),
 ]
 """Any [channels.<name>] table; `kind` selects the model."""
@@ -688,6 +716,7 @@ CHANNEL_KINDS: dict[str, type[BaseChannel]] = {
     "woocommerce": WooCommerceChannel,
     "amazon": AmazonChannel,
     "ebay": EbayChannel,
+    "reference": ReferenceChannel,
 }
 
 
@@ -724,6 +753,7 @@ class Config(_Model):
 
     agent: AgentConfig = Field(default_factory=AgentConfig)
     stock: StockConfig = Field(default_factory=StockConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
     locations: list[LocationConfig] = Field(
         default_factory=lambda: [LocationConfig(name=IMPLICIT_LOCATION)]
     )

@@ -224,7 +224,7 @@ def test_unknown_channel_kind_lists_valid_kinds(tmp_path: Path) -> None:
     issue = find_issue(load_errors(path), path, "channels.zon.kind")
     assert issue.message == (
         "unknown channel kind 'amazn' (did you mean 'amazon'?);"
-        " valid kinds: shopify, woocommerce, amazon, ebay"
+        " valid kinds: shopify, woocommerce, amazon, ebay, reference"
     )
 
 

@@ -22,7 +22,8 @@ from agent.config import Config, Secret, format_summary, load_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "storesync.example.toml"
 
-HEADER_LINE = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?\s*(#.*)?$")
+# A table header, live or commented out (`# [channels.reference]` documents an optional table).
+HEADER_LINE = re.compile(r"^\s*(?:#\s*)?\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?\s*(#.*)?$")
 # A live `key = value` line, or a commented-out one: `# key = value`.
 KEY_LINE = re.compile(r"^\s*(?P<comment>#\s*)?(?P<key>[A-Za-z0-9_-]+)\s*=")
 
