@@ -236,6 +236,8 @@ class WebhookDelivery:
     delivery_key: str
     topic: str
     triggered_at: datetime | None = None
+    # A channel's unsigned liveness check (WooCommerce's activation ping): answer 200, store nothing.
+    ping: bool = False
 
 
 @dataclass(frozen=True, slots=True)

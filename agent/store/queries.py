@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import Any
 
@@ -73,4 +74,139 @@ def sku_report(conn: sqlite3.Connection, sku: str, *, pushes: int = 10) -> dict[
         "locations": by_location,
         "published": published,
         "last_pushes": last_pushes,
+    }
+
+
+def channel_rows(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    """Each channel's stored health, last poll, last webhook and last error."""
+    return {
+        name: {
+            "kind": kind,
+            "state": state,
+            "state_reason": reason,
+            "state_changed_at": changed,
+            "last_poll_at": polled,
+            "last_webhook_at": webhook,
+            "last_error": error,
+        }
+        for name, kind, state, reason, changed, polled, webhook, error in conn.execute(
+            "SELECT name, kind, state, state_reason, state_changed_at, last_poll_at, "
+            "last_webhook_at, last_error FROM channels ORDER BY name"
+        )
+    }
+
+
+def outbox_summary(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    """Per channel: rows pending, in flight and dead, and when the oldest waiting row was queued."""
+    summary: dict[str, dict[str, Any]] = {}
+    for channel, state, count, oldest in conn.execute(
+        "SELECT channel, state, count(*), min(queued_at) FROM outbox "
+        "WHERE state IN ('pending', 'inflight', 'dead') GROUP BY channel, state"
+    ):
+        entry = summary.setdefault(
+            channel, {"pending": 0, "inflight": 0, "dead": 0, "oldest_queued_at": None}
+        )
+        entry[state] = count
+        if state in ("pending", "inflight") and (
+            entry["oldest_queued_at"] is None or oldest < entry["oldest_queued_at"]
+        ):
+            entry["oldest_queued_at"] = oldest
+    return summary
+
+
+def inbox_summary(conn: sqlite3.Connection) -> dict[str, int]:
+    """Stored webhooks waiting to be processed, and those parked with an error."""
+    pending = parked = 0
+    for is_parked, count in conn.execute(
+        "SELECT parked, count(*) FROM inbox WHERE processed_at IS NULL GROUP BY parked"
+    ):
+        if is_parked:
+            parked = count
+        else:
+            pending = count
+    return {"pending": pending, "parked": parked}
+
+
+def recent_events(
+    conn: sqlite3.Connection, *, levels: tuple[str, ...] = ("warning", "error"), limit: int = 20
+) -> list[dict[str, Any]]:
+    """The newest notable events (errors, dead letters, drift, unknown SKUs)."""
+    marks = ",".join("?" * len(levels))
+    return [
+        {"at": at, "kind": kind, "level": level, "channel": channel, "sku": sku,
+         "message": message}
+        for at, kind, level, channel, sku, message in conn.execute(
+            f"SELECT at, kind, level, channel, sku, message FROM events WHERE level IN ({marks}) "
+            "ORDER BY id DESC LIMIT ?",
+            (*levels, limit),
+        )
+    ]
+
+
+def outbox_rows(
+    conn: sqlite3.Connection,
+    *,
+    state: str | None = None,
+    channel: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Outbox rows, newest first, for people to look at."""
+    clauses, params = [], []
+    if state:
+        clauses.append("state = ?")
+        params.append(state)
+    if channel:
+        clauses.append("channel = ?")
+        params.append(channel)
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    return [
+        {"id": i, "channel": c, "kind": k, "key": key, "value": json.loads(v), "expected": e,
+         "state": s, "attempts": a, "next_attempt_at": n, "last_error": err, "queued_at": q}
+        for i, c, k, key, v, e, s, a, n, err, q in conn.execute(
+            "SELECT id, channel, kind, key, value, expected, state, attempts, next_attempt_at, "
+            f"last_error, queued_at FROM outbox {where} ORDER BY id DESC LIMIT ?",
+            (*params, limit),
+        )
+    ]
+
+
+def order_report(conn: sqlite3.Connection, channel: str, external_id: str) -> dict[str, Any] | None:
+    """One order as stored: status, version, lines and shipments."""
+    row = conn.execute(
+        "SELECT name, status, reserves, updated_at, created_at, first_seen_at, "
+        "fulfilled_by_channel FROM orders WHERE channel = ? AND external_id = ?",
+        (channel, external_id),
+    ).fetchone()
+    if row is None:
+        return None
+    lines = [
+        {"line_id": lid, "channel_sku": csku, "sku": sku, "qty": qty, "shipped": sh,
+         "cancelled": ca, "returned": re}
+        for lid, csku, sku, qty, sh, ca, re in conn.execute(
+            "SELECT line_id, channel_sku, sku, qty, qty_shipped, qty_cancelled, qty_returned "
+            "FROM order_lines WHERE channel = ? AND external_id = ? ORDER BY line_id",
+            (channel, external_id),
+        )
+    ]
+    shipments = [
+        {"id": sid, "carrier": carrier, "tracking_number": number, "tracking_url": url,
+         "source": source, "shipped_at": at}
+        for sid, carrier, number, url, source, at in conn.execute(
+            "SELECT id, carrier, tracking_number, tracking_url, source, shipped_at "
+            "FROM shipments WHERE channel = ? AND external_id = ? ORDER BY id",
+            (channel, external_id),
+        )
+    ]
+    return {
+        "channel": channel,
+        "id": external_id,
+        "name": row[0],
+        "status": row[1],
+        "reserves_stock": bool(row[2]),
+        "updated_at": row[3],
+        "created_at": row[4],
+        "first_seen_at": row[5],
+        "fulfilled_by_channel": bool(row[6]),
+        "lines": lines,
+        "shipments": shipments,
     }

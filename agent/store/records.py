@@ -76,3 +76,16 @@ class OutboxRow:
     attempts: int
     next_attempt_at: datetime
     last_error: str | None
+    queued_at: datetime  # when this value was queued (or replaced an older pending one)
+
+
+@dataclass(slots=True)
+class InboxRow:
+    """A stored webhook delivery waiting to be processed."""
+
+    channel: str
+    delivery_key: str
+    topic: str
+    headers: dict[str, str]
+    body: bytes
+    attempts: int

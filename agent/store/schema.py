@@ -212,3 +212,40 @@ def m001_initial(db: Database) -> None:
 def m002_listings_by_sku(db: Database) -> None:
     """Index listings by SKU: republishing reads every channel's listing of a set of SKUs."""
     db.execute("CREATE INDEX listings_sku ON listings(sku)")
+
+
+@migrations()
+def m003_outbox_states(db: Database) -> None:
+    """Outbox states 'superseded' and 'skipped', the time a value was queued; parked webhooks."""
+    db.execute("ALTER TABLE outbox RENAME TO outbox_old")
+    db.execute("DROP INDEX outbox_one_pending")
+    db.execute("DROP INDEX outbox_due")
+    db.execute(
+        """
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            channel TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('stock', 'shipment')),
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            expected INTEGER,
+            revision INTEGER NOT NULL DEFAULT 1,
+            state TEXT NOT NULL CHECK (
+                state IN ('pending', 'inflight', 'done', 'dead', 'superseded', 'skipped')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            queued_at TEXT NOT NULL        -- when the current value was queued, for latency
+        ) STRICT
+        """
+    )
+    db.execute("INSERT INTO outbox SELECT *, updated_at FROM outbox_old")
+    db.execute("DROP TABLE outbox_old")
+    db.execute(
+        "CREATE UNIQUE INDEX outbox_one_pending ON outbox(channel, kind, key) "
+        "WHERE state = 'pending'"
+    )
+    db.execute("CREATE INDEX outbox_due ON outbox(channel, state, next_attempt_at)")
+    db.execute("ALTER TABLE inbox ADD COLUMN parked INTEGER NOT NULL DEFAULT 0")

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from sqlite_utils import Database
 
-from agent.store.records import Listing, OutboxRow, StoredLine, StoredOrder
+from agent.store.records import InboxRow, Listing, OutboxRow, StoredLine, StoredOrder
 from agent.store.timestamps import Clock, iso, parse_iso
 
 
@@ -439,11 +440,11 @@ class Tx:
         now = iso(self.now())
         row = self.conn.execute(
             "INSERT INTO outbox (channel, kind, key, value, expected, state, next_attempt_at, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?) "
+            "created_at, updated_at, queued_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) "
             "ON CONFLICT(channel, kind, key) WHERE state = 'pending' DO UPDATE SET "
             "value = excluded.value, expected = excluded.expected, revision = revision + 1, "
-            "updated_at = excluded.updated_at RETURNING id",
-            (channel, kind, key, json.dumps(value), expected, now, now, now),
+            "updated_at = excluded.updated_at, queued_at = excluded.queued_at RETURNING id",
+            (channel, kind, key, json.dumps(value), expected, now, now, now, now),
         ).fetchone()
         return int(row[0])
 
@@ -452,12 +453,12 @@ class Tx:
         now = iso(self.now())
         self.conn.executemany(
             "INSERT INTO outbox (channel, kind, key, value, expected, state, next_attempt_at, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?) "
+            "created_at, updated_at, queued_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) "
             "ON CONFLICT(channel, kind, key) WHERE state = 'pending' DO UPDATE SET "
             "value = excluded.value, expected = excluded.expected, revision = revision + 1, "
-            "updated_at = excluded.updated_at",
+            "updated_at = excluded.updated_at, queued_at = excluded.queued_at",
             [
-                (channel, kind, key, json.dumps(value), expected, now, now, now)
+                (channel, kind, key, json.dumps(value), expected, now, now, now, now)
                 for channel, kind, key, value, expected in rows
             ],
         )
@@ -483,10 +484,11 @@ class Tx:
 
     def _outbox_rows(self, tail: str, params: Sequence[Any]) -> list[OutboxRow]:
         return [
-            OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], parse_iso(r[9]), r[10])
+            OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], parse_iso(r[9]),
+                      r[10], parse_iso(r[11]))
             for r in self.conn.execute(
                 "SELECT id, channel, kind, key, value, expected, revision, state, attempts, "
-                f"next_attempt_at, last_error FROM outbox {tail}",
+                f"next_attempt_at, last_error, queued_at FROM outbox {tail}",
                 params,
             )
         ]
@@ -498,6 +500,170 @@ class Tx:
             "WHERE id = ?",
             (state, error, iso(self.now()), outbox_id),
         )
+
+    def claim_due(self, channel: str, limit: int) -> list[OutboxRow]:
+        """Take up to `limit` due pending rows of a channel, oldest first, marking them inflight."""
+        now = iso(self.now())
+        rows = self._outbox_rows(
+            "WHERE channel = ? AND state = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+            (channel, now, limit),
+        )
+        self.conn.executemany(
+            "UPDATE outbox SET state = 'inflight', attempts = attempts + 1, updated_at = ? "
+            "WHERE id = ?",
+            [(now, row.id) for row in rows],
+        )
+        return [replace(row, state="inflight", attempts=row.attempts + 1) for row in rows]
+
+    def retry_outbox(
+        self, row: OutboxRow, error: str, next_attempt_at: datetime, *, count: bool = True
+    ) -> str:
+        """Put an in-flight row back for a later attempt; 'superseded' if a newer value waits.
+
+        With `count=False` the attempt is given back: the failure was not the row's (a rate
+        limit, refused credentials, a listing not discovered yet).
+        """
+        newer = self.conn.execute(
+            "SELECT 1 FROM outbox WHERE channel = ? AND kind = ? AND key = ? AND state = 'pending'",
+            (row.channel, row.kind, row.key),
+        ).fetchone()
+        state = "superseded" if newer else "pending"
+        self.conn.execute(
+            "UPDATE outbox SET state = ?, last_error = ?, next_attempt_at = ?, updated_at = ?, "
+            "attempts = max(attempts - ?, 0) WHERE id = ?",
+            (state, error, iso(next_attempt_at), iso(self.now()), 0 if count else 1, row.id),
+        )
+        return state
+
+    def release_inflight(self) -> int:
+        """At start-up: rows a crash left in flight go back to pending (or are superseded)."""
+        rows = self._outbox_rows("WHERE state = 'inflight' ORDER BY id", ())
+        for row in rows:
+            self.retry_outbox(row, row.last_error or "interrupted by a restart", self.now())
+        return len(rows)
+
+    def retry_dead(self, channel: str | None = None, outbox_id: int | None = None) -> int:
+        """Give dead letters a fresh set of attempts (where no newer value is pending)."""
+        clauses: list[str] = ["o.state = 'dead'"]
+        params: list[str | int] = []
+        if channel is not None:
+            clauses.append("o.channel = ?")
+            params.append(channel)
+        if outbox_id is not None:
+            clauses.append("o.id = ?")
+            params.append(outbox_id)
+        now = iso(self.now())
+        cur = self.conn.execute(
+            "UPDATE outbox AS o SET state = 'pending', attempts = 0, next_attempt_at = ?, "
+            "updated_at = ? WHERE " + " AND ".join(clauses) + " AND NOT EXISTS (SELECT 1 FROM "
+            "outbox p WHERE p.channel = o.channel AND p.kind = o.kind AND p.key = o.key "
+            "AND p.state = 'pending')",
+            (now, now, *params),
+        )
+        return cur.rowcount
+
+    # -- inbox -------------------------------------------------------------------------------
+
+    def insert_delivery(
+        self, channel: str, delivery_key: str, topic: str, headers: Mapping[str, str], body: bytes
+    ) -> bool:
+        """Store a verified webhook once; False when this delivery key was already stored."""
+        now = iso(self.now())
+        cur = self.conn.execute(
+            "INSERT INTO inbox (channel, delivery_key, topic, headers, body, received_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(channel, delivery_key) DO NOTHING",
+            (channel, delivery_key, topic, json.dumps(dict(headers)), body, now),
+        )
+        self.conn.execute("UPDATE channels SET last_webhook_at = ? WHERE name = ?", (now, channel))
+        return cur.rowcount == 1
+
+    def pending_deliveries(self, limit: int) -> list[InboxRow]:
+        """Stored webhooks not yet processed nor parked, oldest first."""
+        return [
+            InboxRow(r[0], r[1], r[2], json.loads(r[3]), bytes(r[4]), r[5])
+            for r in self.conn.execute(
+                "SELECT channel, delivery_key, topic, headers, body, attempts FROM inbox "
+                "WHERE processed_at IS NULL AND parked = 0 ORDER BY received_at LIMIT ?",
+                (limit,),
+            )
+        ]
+
+    def finish_delivery(self, channel: str, delivery_key: str) -> None:
+        """A stored webhook's effects committed: never process it again."""
+        self.conn.execute(
+            "UPDATE inbox SET processed_at = ?, error = NULL WHERE channel = ? "
+            "AND delivery_key = ?",
+            (iso(self.now()), channel, delivery_key),
+        )
+
+    def fail_delivery(self, channel: str, delivery_key: str, error: str, *, park: bool) -> None:
+        """Count a failed attempt at a stored webhook; `park` sets it aside for a person."""
+        self.conn.execute(
+            "UPDATE inbox SET attempts = attempts + 1, error = ?, parked = ? "
+            "WHERE channel = ? AND delivery_key = ?",
+            (error, int(park), channel, delivery_key),
+        )
+
+    # -- cursors and channel health ------------------------------------------------------------
+
+    def get_cursor(self, channel: str, stream: str) -> str | None:
+        """The resume point of a channel's stream (e.g. its order poll)."""
+        row = self.conn.execute(
+            "SELECT value FROM cursors WHERE channel = ? AND stream = ?", (channel, stream)
+        ).fetchone()
+        return row[0] if row else None
+
+    def set_cursor(self, channel: str, stream: str, value: str) -> None:
+        """Move a stream's resume point, in the transaction of the data it covers."""
+        self.conn.execute(
+            "INSERT INTO cursors (channel, stream, value, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(channel, stream) DO UPDATE SET value = excluded.value, "
+            "updated_at = excluded.updated_at",
+            (channel, stream, value, iso(self.now())),
+        )
+
+    def set_channel_state(self, name: str, state: str, reason: str | None) -> None:
+        """Record a channel's health state and why."""
+        self.conn.execute(
+            "UPDATE channels SET state = ?, state_reason = ?, state_changed_at = ? WHERE name = ?",
+            (state, reason, iso(self.now()), name),
+        )
+
+    def touch_channel(self, name: str, *, polled: bool = False, error: str | None = None) -> None:
+        """Note a finished poll, or the newest error, for status pages."""
+        if polled:
+            self.conn.execute(
+                "UPDATE channels SET last_poll_at = ? WHERE name = ?", (iso(self.now()), name)
+            )
+        if error is not None:
+            self.conn.execute("UPDATE channels SET last_error = ? WHERE name = ?", (error, name))
+
+    # -- listings from discovery ---------------------------------------------------------------
+
+    def upsert_listing(self, channel: str, sku: str, ids: Mapping[str, str], status: str) -> None:
+        """Record how a channel lists a SKU (its ids) and whether it can take pushes."""
+        self.conn.execute(
+            "INSERT INTO listings (channel, sku, channel_ids, status) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(channel, sku) DO UPDATE SET channel_ids = excluded.channel_ids, "
+            "status = excluded.status",
+            (channel, sku, json.dumps(dict(ids)), status),
+        )
+
+    def listing_ids(
+        self, channel: str, skus: Iterable[str]
+    ) -> dict[str, tuple[dict[str, str], str]]:
+        """The channel's ids and listing status for each SKU that has been discovered."""
+        wanted = list(skus)
+        result: dict[str, tuple[dict[str, str], str]] = {}
+        for chunk in _chunks(wanted, 500):
+            marks = ",".join("?" * len(chunk))
+            for sku, ids, status in self.conn.execute(
+                f"SELECT sku, channel_ids, status FROM listings WHERE channel = ? "
+                f"AND sku IN ({marks}) AND channel_ids IS NOT NULL",
+                (channel, *chunk),
+            ):
+                result[sku] = (json.loads(ids), status)
+        return result
 
     # -- events ------------------------------------------------------------------------------
 
