@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from agent.commands import check_config, db, sku, stock
+from agent.commands import check_config, db, run, sku, status, stock
 from agent.commands.context import EXIT_FAILED, CommandFailed, stderr
 
-COMMANDS = (check_config, stock, sku, db)
+COMMANDS = (run, status, check_config, stock, sku, db)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,276 @@
+"""The ops listener (loopback by default): health, status, metrics, reads, guarded actions.
+
+GET  /healthz /readyz /status /metrics /  /skus/{sku}  /orders/{channel}/{id}  /outbox
+POST /shipments  /stock/{sku}  /channels/{name}/sync|pause|resume  /outbox/retry-dead
+Every POST needs `Authorization: Bearer <ops_token>`. Errors are JSON: {"error": "..."}.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from agent.engine import (
+    EngineError,
+    InvalidShipment,
+    ShipmentRequest,
+    UnknownLocation,
+    UnknownOrder,
+)
+from agent.status import status_document
+from agent.store.queries import order_report, outbox_rows, sku_report
+
+if TYPE_CHECKING:
+    from agent.runtime import Runtime
+
+RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_ops_app(runtime: Runtime) -> web.Application:
+    """The ops listener's app."""
+    app = web.Application(middlewares=[_json_errors, _require_token])
+    app[RUNTIME] = runtime
+    app.router.add_get("/", page)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/status", status)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/skus/{sku}", sku)
+    app.router.add_get("/orders/{channel}/{order_id}", order)
+    app.router.add_get("/outbox", outbox)
+    app.router.add_post("/shipments", ship)
+    app.router.add_post("/stock/{sku}", stock)
+    app.router.add_post("/channels/{name}/{action:sync|pause|resume}", channel_action)
+    app.router.add_post("/outbox/retry-dead", retry_dead)
+    return app
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason)
+
+
+@web.middleware
+async def _require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method != "POST":
+        return await handler(request)
+    token = request.app[RUNTIME].config.agent.ops_token
+    if token is None:
+        return _error(401, "ops actions are disabled: set [agent] ops_token in the config")
+    given = request.headers.get("Authorization", "")
+    expected = f"Bearer {token.reveal()}"
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        return _error(401, "missing or wrong bearer token")
+    return await handler(request)
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise web.HTTPBadRequest(reason=f"the body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(reason="the body must be a JSON object")
+    return body
+
+
+# -- reads ----------------------------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Alive: the event loop answers."""
+    return web.json_response({"ok": True})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: started, not stopping, and the store takes writes."""
+    runtime = request.app[RUNTIME]
+    ready = runtime.ready and not runtime.stopping and runtime.store_error is None
+    return web.json_response({"ready": ready, "store_error": runtime.store_error},
+                             status=200 if ready else 503)
+
+
+async def status(request: web.Request) -> web.Response:
+    """The status document."""
+    return web.json_response(status_document(request.app[RUNTIME]))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format."""
+    body = request.app[RUNTIME].metrics.render()
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+
+async def sku(request: web.Request) -> web.Response:
+    """One SKU's stock, commitments and published numbers."""
+    report = sku_report(request.app[RUNTIME].store.reader(), request.match_info["sku"])
+    if report is None:
+        return _error(404, "unknown SKU")
+    return web.json_response(report)
+
+
+async def order(request: web.Request) -> web.Response:
+    """One order as stored."""
+    report = order_report(
+        request.app[RUNTIME].store.reader(),
+        request.match_info["channel"],
+        request.match_info["order_id"],
+    )
+    if report is None:
+        return _error(404, "unknown order")
+    return web.json_response(report)
+
+
+async def outbox(request: web.Request) -> web.Response:
+    """Outbox rows: ?state=pending|inflight|done|dead|superseded|skipped&channel=&limit="""
+    try:
+        limit = min(int(request.query.get("limit", "100")), 1000)
+    except ValueError:
+        return _error(400, "limit must be a whole number")
+    rows = outbox_rows(
+        request.app[RUNTIME].store.reader(),
+        state=request.query.get("state"),
+        channel=request.query.get("channel"),
+        limit=limit,
+    )
+    return web.json_response({"rows": rows})
+
+
+async def page(request: web.Request) -> web.Response:
+    """A plain HTML status page (no external assets), refreshed every 5 s."""
+    document = status_document(request.app[RUNTIME])
+    rows = "".join(
+        "<tr><td>{}</td><td>{}</td><td class='{}'>{}</td><td>{}</td><td>{}</td>"
+        "<td>{}</td><td>{}</td></tr>".format(
+            html.escape(name), html.escape(ch["kind"]), html.escape(ch["state"]),
+            html.escape(ch["state"]), html.escape(str(ch["last_poll_at"] or "-")),
+            html.escape(str(ch["last_webhook_at"] or "-")), ch["outbox"]["depth"],
+            ch["outbox"]["dead"],
+        )
+        for name, ch in document["channels"].items()
+    )
+    body = f"""<!doctype html><html><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="5"><title>storesync</title>
+<style>body{{font-family:system-ui,sans-serif;margin:1rem}}table{{border-collapse:collapse}}
+td,th{{padding:.3rem .6rem;border-bottom:1px solid #ddd;text-align:left}}
+.ok{{color:#176f2c}}.degraded,.paused{{color:#9a6700}}.needs_reauth{{color:#b42318}}</style>
+</head><body><h1>storesync</h1>
+<p>up {document['uptime_s']:.0f} s; inbox {document['inbox']['pending']} pending,
+{document['inbox']['parked']} parked; store
+{'ok' if document['store']['writable'] else html.escape(str(document['store']['error']))}</p>
+<table><tr><th>channel</th><th>kind</th><th>state</th><th>last poll</th><th>last webhook</th>
+<th>outbox</th><th>dead</th></tr>{rows}</table></body></html>"""
+    return web.Response(text=body, content_type="text/html")
+
+
+# -- actions --------------------------------------------------------------------------------------
+
+
+async def ship(request: web.Request) -> web.Response:
+    """Record a shipment: {channel, order_id, carrier, tracking_number, tracking_url, lines?}."""
+    runtime = request.app[RUNTIME]
+    body = await _json_body(request)
+    try:
+        lines = body.get("lines")
+        req = ShipmentRequest(
+            channel=str(body["channel"]),
+            order_id=str(body["order_id"]),
+            carrier=str(body.get("carrier", "")),
+            tracking_number=str(body.get("tracking_number", "")),
+            tracking_url=str(body.get("tracking_url", "")),
+            lines={str(k): int(v) for k, v in lines.items()} if lines else None,
+            location=body.get("location"),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return _error(400, f"bad shipment: {exc}; need channel, order_id and optional lines "
+                           "as {{line id or SKU: units}}")
+    engine = runtime.engine
+    try:
+        outcome = await runtime.store.submit(lambda tx: engine.apply_shipment(tx, req))
+    except UnknownOrder as exc:
+        return _error(404, str(exc))
+    except (InvalidShipment, UnknownLocation) as exc:
+        return _error(422, str(exc))
+    runtime.wake_pusher(req.channel)
+    return web.json_response(
+        {"shipment_id": outcome.shipment_id, "created": outcome.created, "lines": outcome.lines},
+        status=201 if outcome.created else 200,
+    )
+
+
+async def stock(request: web.Request) -> web.Response:
+    """Set or adjust a SKU: {"set": qty} or {"adjust": delta, "reason": ...}, optional location."""
+    runtime = request.app[RUNTIME]
+    body = await _json_body(request)
+    name = request.match_info["sku"]
+    engine = runtime.engine
+    location = body.get("location")
+    try:
+        if "set" in body:
+            qty = int(body["set"])
+            await runtime.store.submit(
+                lambda tx: engine.set_count(tx, name, qty, location=location)
+            )
+        elif "adjust" in body:
+            delta = int(body["adjust"])
+            reason = str(body.get("reason", "adjustment"))
+            await runtime.store.submit(
+                lambda tx: engine.apply_movement(tx, name, delta, location=location, reason=reason,
+                                                 ref="ops")
+            )
+        else:
+            return _error(400, 'give {"set": qty} or {"adjust": delta}')
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, EngineError):
+            return _error(422, str(exc))
+        return _error(400, f"bad quantity: {exc}")
+    runtime.wake_pushers()
+    return web.json_response(sku_report(runtime.store.reader(), name))
+
+
+async def channel_action(request: web.Request) -> web.Response:
+    """Sync now, pause or resume one channel."""
+    runtime = request.app[RUNTIME]
+    name, action = request.match_info["name"], request.match_info["action"]
+    coordinator = runtime.coordinators.get(name)
+    if coordinator is None:
+        return _error(404, "unknown channel")
+    if action == "pause":
+        coordinator.health.pause("paused by an operator")
+    elif action == "resume":
+        if coordinator.connector is None:
+            return _error(409, f"channel {name} has no connector; it cannot resume")
+        coordinator.health.resume()
+        coordinator.wake_pusher()
+    else:
+        runtime.spawn(coordinator.sync_now(), name=f"{name}:sync-now")
+    return web.json_response({"channel": name, "action": action,
+                              "state": str(coordinator.health.state)})
+
+
+async def retry_dead(request: web.Request) -> web.Response:
+    """Give dead letters fresh attempts: optional {"channel": name} or {"id": outbox id}."""
+    runtime = request.app[RUNTIME]
+    body = await _json_body(request) if request.can_read_body else {}
+    channel = body.get("channel")
+    outbox_id = body.get("id")
+    count = await runtime.store.submit(
+        lambda tx: tx.retry_dead(channel, int(outbox_id) if outbox_id is not None else None)
+    )
+    runtime.wake_pushers()
+    return web.json_response({"retried": count})

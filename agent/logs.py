@@ -1,0 +1,87 @@
+"""Structured logs: JSON under systemd or a pipe, readable on a terminal; secrets never written.
+
+Channel, order and SKU are bound as context variables around each job, so every line says which
+one it is about. A redaction processor masks configured secret values, token-like fields and
+email addresses wherever they appear.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import structlog
+
+_SECRET_KEYS = re.compile(r"(token|secret|password|authorization|api_key|signature)", re.I)
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+MASK = "***"
+
+
+class Redactor:
+    """A structlog processor that masks secrets and personal data in every field."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.set_secrets(secrets)
+
+    def set_secrets(self, secrets: Iterable[str]) -> None:
+        """Replace the known secret values (after a config reload)."""
+        # Longest first, so a secret that contains another is masked whole.
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        """Mask known secrets and email addresses in a string."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return _EMAIL.sub("<email>", text)
+
+    def __call__(
+        self, _logger: Any, _method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key, value in list(event.items()):
+            if _SECRET_KEYS.search(key) and value is not None:
+                event[key] = MASK
+            elif isinstance(value, str):
+                event[key] = self.redact(value)
+            elif isinstance(value, BaseException):
+                event[key] = self.redact(f"{type(value).__name__}: {value}")
+        return event
+
+
+def wants_json(log_format: str) -> bool:
+    """JSON when asked, or under systemd, or when stderr is not a terminal."""
+    if log_format != "auto":
+        return log_format == "json"
+    under_systemd = bool(os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"))
+    return under_systemd or not sys.stderr.isatty()
+
+
+def configure_logging(log_format: str, log_level: str, redactor: Redactor) -> None:
+    """Set up structlog (and the stdlib loggers of our libraries) for the daemon."""
+    level = getattr(logging, log_level.upper())
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if wants_json(log_format)
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redactor,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    # Library chatter (aiohttp access logs, httpx request lines) stays out unless debugging.
+    logging.basicConfig(level=max(level, logging.WARNING), stream=sys.stderr, format="%(message)s")
+    for noisy in ("aiohttp.access", "httpx", "apscheduler"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

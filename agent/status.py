@@ -1,0 +1,88 @@
+"""The /status document: what ops need to know, assembled from the store and the workers.
+
+Its shape is documented in the README ("Ops API") and pinned by a test.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from agent.store.queries import channel_rows, inbox_summary, outbox_summary, recent_events
+from agent.store.timestamps import iso, parse_iso
+
+if TYPE_CHECKING:
+    from agent.runtime import Runtime
+
+
+def _age_s(now: datetime, stamp: str | None) -> float | None:
+    return None if stamp is None else round((now - parse_iso(stamp)).total_seconds(), 3)
+
+
+def status_document(runtime: Runtime) -> dict[str, Any]:
+    """Build the whole /status document."""
+    now = runtime.clock()
+    conn = runtime.store.reader()
+    stored = channel_rows(conn)
+    outbox = outbox_summary(conn)
+    channels: dict[str, Any] = {}
+    for name, coordinator in sorted(runtime.coordinators.items()):
+        health = coordinator.health
+        row = stored.get(name, {})
+        box = outbox.get(name, {"pending": 0, "inflight": 0, "dead": 0, "oldest_queued_at": None})
+        limiter = getattr(coordinator.connector, "limiter", None)
+        channels[name] = {
+            "kind": coordinator.config.kind,
+            "state": str(health.state),
+            "state_reason": health.reason,
+            "state_since": iso(health.since),
+            "last_poll_at": row.get("last_poll_at"),
+            "last_webhook_at": row.get("last_webhook_at"),
+            # How stale this channel's orders may be: seconds since the last completed poll.
+            "cursor_lag_s": _age_s(now, row.get("last_poll_at")),
+            "outbox": {
+                "depth": box["pending"] + box["inflight"],
+                "pending": box["pending"],
+                "inflight": box["inflight"],
+                "dead": box["dead"],
+                "oldest_age_s": _age_s(now, box["oldest_queued_at"]),
+            },
+            "quota": limiter.snapshot() if limiter is not None else None,
+            "recent_errors": [
+                {"at": iso(note.at), "where": note.where, "message": note.message}
+                for note in reversed(health.recent_errors)
+            ],
+        }
+    return {
+        "version": runtime.version,
+        "started_at": iso(runtime.started_at),
+        "uptime_s": round((now - runtime.started_at).total_seconds(), 3),
+        "ready": runtime.ready and not runtime.stopping,
+        "stopping": runtime.stopping,
+        "store": {
+            "path": str(runtime.store.path),
+            "writable": runtime.store_error is None,
+            "error": runtime.store_error,
+        },
+        "config": {
+            "path": str(runtime.config.path),
+            "last_reload": runtime.last_reload,
+        },
+        "inbox": inbox_summary(conn),
+        "channels": channels,
+        "recent_events": recent_events(conn, limit=10),
+    }
+
+
+def status_line(document: dict[str, Any]) -> str:
+    """A one-line summary for systemd's STATUS= (shown by `systemctl status`)."""
+    channels = document["channels"]
+    ok = sum(1 for c in channels.values() if c["state"] == "ok")
+    depth = sum(c["outbox"]["depth"] for c in channels.values())
+    dead = sum(c["outbox"]["dead"] for c in channels.values())
+    parts = [f"{ok}/{len(channels)} channels ok", f"outbox {depth}"]
+    if dead:
+        parts.append(f"{dead} dead letters")
+    if not document["store"]["writable"]:
+        parts.append("STORE NOT WRITABLE")
+    return ", ".join(parts)

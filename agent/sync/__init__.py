@@ -1,0 +1,1 @@
+"""Where connectors and the engine meet: polling, webhooks processing, pushing, health."""

@@ -1,0 +1,232 @@
+"""One coordinator per channel: its polls, listing discovery, reconcile sweep, pusher and health.
+
+Polls run on the channel's interval with jitter (APScheduler, one at a time, missed runs
+coalesced). Each page of orders commits with its cursor. Discovery maps the channel's listings to
+master SKUs at start and periodically; the slower reconcile sweep reads the levels the channel
+shows and lets the engine correct drift.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from agent.config import BaseChannel, SyncConfig
+from agent.engine import Engine
+from agent.metrics import Metrics
+from agent.store import Store, Tx
+from agent.sync.health import ChannelHealth
+from agent.sync.pusher import OutboxPusher, RetryRules
+from connectors.base import AuthError, Connector, ConnectorError, ListingRef, OrderPage
+
+log = structlog.get_logger("storesync.coordinator")
+
+ORDERS_STREAM = "orders"
+
+
+class ChannelCoordinator:
+    """Everything storesync does with one channel."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        config: BaseChannel,
+        connector: Connector | None,
+        store: Store,
+        engine: Callable[[], Engine],
+        health: ChannelHealth,
+        sync: SyncConfig,
+        metrics: Metrics,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.connector = connector
+        self.store = store
+        self._engine = engine
+        self.health = health
+        self.sync = sync
+        self.metrics = metrics
+        self.discovered = asyncio.Event()
+        self._listings: list[ListingRef] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._job_ids: list[str] = []
+        self.pusher: OutboxPusher | None = None
+        if connector is not None:
+            self.pusher = OutboxPusher(
+                channel=name,
+                connector=connector,
+                store=store,
+                engine=engine,
+                health=health,
+                retry=RetryRules(sync.push_max_attempts, sync.push_retry_base, sync.push_retry_max),
+                metrics=metrics,
+                discovered=self.discovered,
+            )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self, scheduler: AsyncIOScheduler) -> None:
+        """Schedule the jobs and start the pusher."""
+        if self.connector is None or self.pusher is None:
+            return
+        interval = self.config.poll_interval.total_seconds()
+        jobs = (
+            ("poll", self.poll_orders, interval, interval * 0.1),
+            ("discover", self.discover_listings, self.sync.listing_refresh.total_seconds(), 5.0),
+            ("reconcile", self.reconcile, self.config.reconcile_interval.total_seconds(), 5.0),
+        )
+        for job, fn, seconds, jitter in jobs:
+            job_id = f"{self.name}:{job}"
+            scheduler.add_job(
+                fn, "interval", seconds=seconds, jitter=jitter, id=job_id,
+                max_instances=1, coalesce=True, misfire_grace_time=60,
+            )
+            self._job_ids.append(job_id)
+        self._tasks.append(asyncio.create_task(self._first_sync(), name=f"{self.name}:first"))
+        self._tasks.append(asyncio.create_task(self.pusher.run(), name=f"{self.name}:pusher"))
+
+    async def stop(self, scheduler: AsyncIOScheduler, drain: timedelta) -> None:
+        """Unschedule, let the pusher finish its batch within `drain`, close the connector."""
+        for job_id in self._job_ids:
+            if scheduler.get_job(job_id):
+                scheduler.remove_job(job_id)
+        if self.pusher is not None:
+            self.pusher.stop()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=drain.total_seconds())
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self.connector is not None:
+            await self.connector.aclose()
+
+    def wake_pusher(self) -> None:
+        """New rows may be due: look now instead of at the next timer."""
+        if self.pusher is not None:
+            self.pusher.wake.set()
+
+    async def _first_sync(self) -> None:
+        await self.discover_listings()
+        await self.poll_orders()
+
+    async def sync_now(self) -> None:
+        """Discover, poll and reconcile at once (the ops `sync` action)."""
+        await self.discover_listings()
+        await self.poll_orders()
+        await self.reconcile()
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    async def poll_orders(self) -> None:
+        """Read orders updated since the cursor; each page commits with its cursor."""
+        if self.connector is None or not self.health.can_call:
+            return
+        engine = self._engine()
+        try:
+            cursor = await self.store.submit(lambda tx: tx.get_cursor(self.name, ORDERS_STREAM))
+            pages = 0
+            async for page in self.connector.fetch_orders(cursor):
+                await self.store.submit(
+                    lambda tx, page=page: self._apply_page(tx, engine, page)  # type: ignore[misc]
+                )
+                pages += 1
+            await self.store.submit(lambda tx: tx.touch_channel(self.name, polled=True))
+            self.metrics.polls.labels(self.name, "ok").inc()
+            self.health.succeeded()
+        except AuthError as exc:
+            self.metrics.polls.labels(self.name, "auth_error").inc()
+            self.health.auth_failed("poll", exc)
+        except ConnectorError as exc:
+            self.metrics.polls.labels(self.name, "error").inc()
+            self.health.failed("poll", exc)
+            await self._note_error(exc)
+        self.wake_pusher()
+
+    def _apply_page(self, tx: Tx, engine: Engine, page: OrderPage) -> None:
+        for order in page.orders:
+            outcome = engine.apply_order(tx, order)
+            self.metrics.orders_applied.labels(self.name, "poll", outcome.result).inc()
+        tx.set_cursor(self.name, ORDERS_STREAM, page.cursor)
+
+    async def discover_listings(self) -> None:
+        """Map the channel's listings to master SKUs; learn their ids and current levels."""
+        if self.connector is None or not self.health.can_call:
+            return
+        engine = self._engine()
+        try:
+            listings = await self.connector.fetch_listings()
+        except AuthError as exc:
+            self.health.auth_failed("discovery", exc)
+            return
+        except ConnectorError as exc:
+            self.health.failed("discovery", exc)
+            await self._note_error(exc)
+            return
+        self._listings = listings
+
+        def record(tx: Tx) -> None:
+            unmapped = []
+            for listing in listings:
+                master = engine.rules.map_sku(self.name, listing.sku)
+                if master is None or tx.sku_kind(master) is None:
+                    unmapped.append(listing.sku)
+                    continue
+                tx.upsert_listing(self.name, master, {**listing.ids, "sku": listing.sku},
+                                  listing.status)
+                if listing.level is not None and listing.pushable:
+                    engine.observe_level(tx, self.name, master, listing.level)
+            if unmapped:
+                tx.add_event(
+                    "unmapped_listings",
+                    f"{len(unmapped)} listing(s) on {self.name} match no master SKU "
+                    f"(first: {', '.join(unmapped[:5])})",
+                    level="warning",
+                    channel=self.name,
+                    data={"skus": unmapped[:100]},
+                )
+
+        await self.store.submit(record)
+        self.discovered.set()
+        self.health.succeeded()
+        self.wake_pusher()
+        log.info("listings discovered", channel=self.name, listings=len(listings))
+
+    async def reconcile(self) -> None:
+        """Read the levels the channel shows; the engine imports or pushes away any drift."""
+        if self.connector is None or not self.health.can_call or not self._listings:
+            return
+        engine = self._engine()
+        pushable = [ref for ref in self._listings if ref.pushable]
+        try:
+            levels = await self.connector.fetch_levels(pushable)
+        except AuthError as exc:
+            self.health.auth_failed("reconcile", exc)
+            return
+        except ConnectorError as exc:
+            self.health.failed("reconcile", exc)
+            await self._note_error(exc)
+            return
+
+        def observe(tx: Tx) -> int:
+            drifted = 0
+            for channel_sku, level in levels.items():
+                master = engine.rules.map_sku(self.name, channel_sku)
+                if master is None or tx.sku_kind(master) is None:
+                    continue
+                if engine.observe_level(tx, self.name, master, level).drift:
+                    drifted += 1
+            return drifted
+
+        drifted = await self.store.submit(observe)
+        if drifted:
+            log.warning("drift corrected", channel=self.name, skus=drifted)
+        self.wake_pusher()
+
+    async def _note_error(self, exc: BaseException) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        await self.store.submit(lambda tx: tx.touch_channel(self.name, error=message))
