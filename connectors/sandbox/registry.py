@@ -1,0 +1,24 @@
+"""Which sandbox runs for which channel kind (`storesync sandbox KIND`, the demo, the tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from connectors.sandbox.app import SandboxBase
+
+
+def _reference(**options: Any) -> SandboxBase:
+    """The reference channel's fake API."""
+    # Imported on use: channel sandboxes import this package, so a module-level import would
+    # be circular.
+    from connectors.reference.sandbox import ReferenceSandbox
+
+    return ReferenceSandbox(**options)
+
+
+# Every factory accepts the SandboxBase keywords (clock, seed, webhook_url, webhook_secret,
+# retry_delays, speed) plus `api_key`.
+SANDBOXES: dict[str, Callable[..., SandboxBase]] = {
+    "reference": _reference,
+}
