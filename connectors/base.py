@@ -79,6 +79,9 @@ class ChannelOrder:
 class ConnectorError(Exception):
     """Something went wrong talking to a channel; the subclass says what to do."""
 
+    #: The HTTP status that caused it, when one did (set by connectors.http.raise_for_status).
+    status: int | None = None
+
 
 class RetryableError(ConnectorError):
     """A transient failure: the same request may succeed later."""
@@ -236,7 +239,7 @@ class WebhookDelivery:
     delivery_key: str
     topic: str
     triggered_at: datetime | None = None
-    # A channel's unsigned liveness check (WooCommerce's activation ping): answer 200, store nothing.
+    # A channel's unsigned liveness check (WooCommerce's activation ping): 200, store nothing.
     ping: bool = False
 
 
@@ -278,7 +281,11 @@ class Connector(Protocol):
         ...
 
     async def push_stock(self, batch: Sequence[StockPush]) -> list[PushResult]:
-        """Push up to `capabilities.max_batch` quantities; one result per item, keyed by SKU."""
+        """Push up to `capabilities.max_batch` quantities; one result per item, keyed by SKU.
+
+        When the whole call fails before anything landed, raise the error; when part landed,
+        return DONE for those items and RETRY (or PERMANENT) results for the rest.
+        """
         ...
 
     async def push_shipment(self, shipment: ShipmentPush) -> PushResult:

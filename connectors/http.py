@@ -202,10 +202,14 @@ def raise_for_status(response: httpx.Response, *, what: str = "") -> None:
     if snippet := _snippet(response):
         message = f"{message}: {snippet}"
     error_class = _error_class(status)
+    error: ConnectorError
     if error_class is RateLimited:
         retry_after = parse_retry_after(response.headers.get("Retry-After")) or 1.0
-        raise RateLimited(message, retry_after=retry_after)
-    raise error_class(message)
+        error = RateLimited(message, retry_after=retry_after)
+    else:
+        error = error_class(message)
+    error.status = status
+    raise error
 
 
 _DELAY_SECONDS = re.compile(r"\d+(\.\d+)?")
