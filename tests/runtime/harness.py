@@ -1,0 +1,252 @@
+"""Real processes for daemon tests: reference sandboxes and `storesync run`, on free loopback ports.
+
+Everything waits on a condition with a deadline; nothing sleeps and hopes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from agent.processes import Child, child_env, free_port
+from agent.processes import wait_until as _wait_until
+
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T | None], *, timeout: float = 20.0, what: str = "") -> T:
+    """Poll `check` with a deadline, tolerating a peer that is not answering yet."""
+    return _wait_until(
+        check,
+        timeout=timeout,
+        what=what,
+        tolerate=(httpx.HTTPError, OSError, sqlite3.Error, KeyError),
+    )
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The reference channel's webhook signature: base64 HMAC-SHA256 of the raw body."""
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+class Sandbox:
+    """A reference channel sandbox in its own process, driven through its control API."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        name: str,
+        *,
+        api_key: str = "ref-api-key-1",
+        webhook_secret: str = "ref-webhook-secret-1",
+    ) -> None:
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api_key = api_key
+        self.webhook_secret = webhook_secret
+        self.process = Child(
+            [
+                "sandbox",
+                "reference",
+                "--port",
+                str(self.port),
+                "--api-key",
+                api_key,
+                "--webhook-secret",
+                webhook_secret,
+            ],
+            tmp / f"sandbox-{name}.log",
+            child_env(),
+        )
+        wait_until(
+            lambda: httpx.get(f"{self.url}/_control/state", timeout=2).status_code == 200,
+            what=f"sandbox {name} to answer",
+        )
+
+    def control(self, method: str, path: str, body: Any = None) -> Any:
+        response = httpx.request(method, f"{self.url}/_control{path}", json=body, timeout=10)
+        assert response.status_code < 400, response.text
+        return response.json()
+
+    def state(self) -> dict[str, Any]:
+        return self.control("GET", "/state")
+
+    def seed(self, levels: dict[str, int]) -> None:
+        self.control(
+            "POST",
+            "/listings",
+            {"listings": [{"sku": s, "quantity": q} for s, q in levels.items()]},
+        )
+
+    def send_webhooks_to(self, url: str, **options: Any) -> None:
+        self.control("PUT", "/webhooks", {"url": url, "secret": self.webhook_secret, **options})
+
+    def buy(self, lines: dict[str, int], status: str = "open") -> dict[str, Any]:
+        return self.control(
+            "POST",
+            "/orders",
+            {"lines": [{"sku": s, "quantity": q} for s, q in lines.items()], "status": status},
+        )
+
+    def faults(self, **faults: Any) -> None:
+        self.control("PUT", "/faults", faults)
+
+    def levels(self) -> dict[str, int]:
+        return {sku: entry["quantity"] for sku, entry in self.state()["listings"].items()}
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class Daemon:
+    """`storesync run` in a subprocess, with a config pointing at the given sandboxes."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        sandboxes: list[Sandbox],
+        *,
+        extra_toml: str = "",
+        skus: dict[str, int] | None = None,
+        sync_toml: str = "",
+    ) -> None:
+        self.tmp = tmp
+        self.webhook_port = free_port()
+        self.ops_port = free_port()
+        self.ops_token = "ops-token-for-tests"
+        self.config = tmp / "storesync.toml"
+        self.db = tmp / "storesync.db"
+        self.sandboxes = {s.name: s for s in sandboxes}
+        channels = "".join(
+            f"""
+[channels.{s.name}]
+kind = "reference"
+api_url = "{s.url}"
+api_key = {{ env = "KEY_{s.name.upper()}" }}
+webhook_secret = {{ env = "SECRET_{s.name.upper()}" }}
+poll_interval = "1s"
+reconcile_interval = "5s"
+"""
+            for s in sandboxes
+        )
+        self.env = child_env(
+            {
+                "OPS_TOKEN": self.ops_token,
+                **{f"KEY_{s.name.upper()}": s.api_key for s in sandboxes},
+                **{f"SECRET_{s.name.upper()}": s.webhook_secret for s in sandboxes},
+            }
+        )
+        sku_tables = "".join(f"\n[skus.{sku}]\n" for sku in (skus or {}))
+        self.text = f"""
+[agent]
+database = "storesync.db"
+webhook_listen = "127.0.0.1:{self.webhook_port}"
+ops_listen = "127.0.0.1:{self.ops_port}"
+ops_token = {{ env = "OPS_TOKEN" }}
+log_format = "json"
+
+[sync]
+push_retry_base = "200ms"
+push_retry_max = "2s"
+{sync_toml}
+{channels}
+{sku_tables}
+{extra_toml}
+"""
+        self.config.write_text(self.text)
+        self.config.chmod(0o600)
+        self.process: Child | None = None
+        self.ops = f"http://127.0.0.1:{self.ops_port}"
+        self.webhooks = f"http://127.0.0.1:{self.webhook_port}"
+
+    def start(self, *, wait: bool = True, **env: str) -> Daemon:
+        self.process = Child(
+            ["--config", str(self.config), "run"], self.tmp / "daemon.log", {**self.env, **env}
+        )
+        if wait:
+            wait_until(self.ready, timeout=30, what="the daemon to be ready")
+        return self
+
+    def ready(self) -> bool:
+        assert self.process is not None
+        if self.process.proc.poll() is not None:
+            raise AssertionError(
+                f"daemon exited {self.process.proc.returncode}:\n{self.process.log()[-3000:]}"
+            )
+        return httpx.get(f"{self.ops}/readyz", timeout=2).status_code == 200
+
+    def status(self) -> dict[str, Any]:
+        return httpx.get(f"{self.ops}/status", timeout=5).json()
+
+    def post(self, path: str, body: Any) -> httpx.Response:
+        return httpx.post(
+            f"{self.ops}{path}",
+            json=body,
+            timeout=10,
+            headers={"Authorization": f"Bearer {self.ops_token}"},
+        )
+
+    def set_stock(self, sku: str, qty: int) -> None:
+        response = self.post(f"/stock/{sku}", {"set": qty})
+        assert response.status_code == 200, response.text
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def stop(self) -> int:
+        assert self.process is not None
+        return self.process.stop(timeout=40)
+
+    def log(self) -> str:
+        return self.process.log() if self.process else ""
+
+    def converged(self, sandbox: Sandbox, skus: list[str]) -> bool:
+        """The sandbox shows exactly the published numbers the engine computed."""
+        published = dict(
+            self.query(
+                "SELECT sku, target_qty FROM listings WHERE channel = ? AND target_qty IS NOT NULL",
+                (sandbox.name,),
+            )
+        )
+        levels = sandbox.levels()
+        return all(sku in published and levels.get(sku) == published[sku] for sku in skus)
+
+
+def order_body(order_id: str, sku: str, qty: int, *, updated_at: str) -> bytes:
+    """A reference-channel order payload, as its webhooks carry it."""
+    return json.dumps(
+        {
+            "id": order_id,
+            "name": f"#{order_id}",
+            "status": "open",
+            "created_at": updated_at,
+            "updated_at": updated_at,
+            "currency": "USD",
+            "total": "10.00",
+            "customer": "buyer@example.com",
+            "lines": [
+                {
+                    "id": "1",
+                    "sku": sku,
+                    "title": sku,
+                    "quantity": qty,
+                    "shipped": 0,
+                    "cancelled": 0,
+                    "returned": 0,
+                }
+            ],
+        }
+    ).encode()

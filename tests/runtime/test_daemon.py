@@ -1,0 +1,358 @@
+"""`storesync run` as ops and channels see it: a real process, real sockets, real signals."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.runtime.harness import Daemon, Sandbox, order_body, sign, wait_until
+
+SKUS = {"MUG": 10, "CAP": 5}
+
+
+@pytest.fixture
+def shop(tmp_path):
+    sandbox = Sandbox(tmp_path, "shop")
+    sandbox.seed({sku: 0 for sku in SKUS})
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture
+def daemon(tmp_path, shop):
+    d = Daemon(tmp_path, [shop], skus=SKUS)
+    d.start()
+    shop.send_webhooks_to(f"{d.webhooks}/webhooks/shop")
+    for sku, qty in SKUS.items():
+        d.set_stock(sku, qty)
+    yield d
+    if d.process and d.process.proc.poll() is None:
+        d.stop()
+
+
+def post_webhook(
+    daemon: Daemon, sandbox: Sandbox, body: bytes, *, delivery: str, secret: str | None = None
+) -> httpx.Response:
+    return httpx.post(
+        f"{daemon.webhooks}/webhooks/{sandbox.name}",
+        content=body,
+        timeout=10,
+        headers={
+            "X-Reference-Topic": "order.created",
+            "X-Reference-Delivery": delivery,
+            "X-Reference-Signature": sign(secret or sandbox.webhook_secret, body),
+            "Content-Type": "application/json",
+        },
+    )
+
+
+def stored_orders(daemon: Daemon) -> int:
+    return daemon.query("SELECT count(*) FROM orders")[0][0]
+
+
+def test_signed_webhook_is_stored_and_applied(daemon, shop):
+    body = order_body("W-1", "MUG", 2, updated_at="2026-11-01T10:00:00.000000Z")
+    response = post_webhook(daemon, shop, body, delivery="d-1")
+    assert response.status_code == 200, response.text
+    order = wait_until(
+        lambda: (
+            httpx.get(f"{daemon.ops}/orders/shop/W-1").json()
+            if httpx.get(f"{daemon.ops}/orders/shop/W-1").status_code == 200
+            else None
+        ),
+        what="the order to be applied",
+    )
+    assert order["lines"][0]["sku"] == "MUG" and order["status"] == "open"
+    # Its stock is committed, and the channel is told the lower number.
+    wait_until(lambda: shop.levels()["MUG"] == 8, what="the sandbox to show MUG = 8")
+
+
+def test_bad_signature_gets_401_and_stores_nothing(daemon, shop):
+    body = order_body("W-2", "MUG", 1, updated_at="2026-11-01T10:00:00.000000Z")
+    response = post_webhook(daemon, shop, body, delivery="d-2", secret="not-the-secret")
+    assert response.status_code == 401
+    valid = post_webhook(daemon, shop, body, delivery="d-3")
+    assert valid.status_code == 200
+    response = httpx.post(
+        f"{daemon.webhooks}/webhooks/shop",
+        content=body.replace(b'"quantity": 1', b'"quantity": 9'),
+        headers={
+            "X-Reference-Topic": "order.created",
+            "X-Reference-Delivery": "d-4",
+            "X-Reference-Signature": sign(shop.webhook_secret, body),
+        },
+    )
+    assert response.status_code == 401
+    assert daemon.query("SELECT delivery_key FROM inbox ORDER BY delivery_key") == [("d-3",)]
+    assert httpx.post(f"{daemon.webhooks}/webhooks/nope", content=b"{}").status_code == 404
+
+
+def test_ten_concurrent_copies_of_a_delivery_store_one_row_and_one_order(daemon, shop):
+    body = order_body("W-5", "CAP", 1, updated_at="2026-11-01T10:00:00.000000Z")
+    with ThreadPoolExecutor(10) as pool:
+        codes = list(
+            pool.map(
+                lambda _: post_webhook(daemon, shop, body, delivery="dup-1").status_code, range(10)
+            )
+        )
+    assert codes == [200] * 10
+    wait_until(lambda: stored_orders(daemon) == 1, what="the order")
+    assert daemon.query("SELECT count(*) FROM inbox WHERE delivery_key = 'dup-1'") == [(1,)]
+    assert daemon.query("SELECT count(*) FROM orders") == [(1,)]
+
+
+def test_sigterm_under_load_exits_0_and_loses_no_acknowledged_webhook(daemon, shop):
+    acked: list[str] = []
+    stop_sending = threading.Event()
+    lock = threading.Lock()
+
+    def sender(worker: int) -> None:
+        n = 0
+        while not stop_sending.is_set():
+            delivery = f"load-{worker}-{n}"
+            body = order_body(delivery, "MUG", 1, updated_at="2026-11-01T10:00:00.000000Z")
+            try:
+                if post_webhook(daemon, shop, body, delivery=delivery).status_code == 200:
+                    with lock:
+                        acked.append(delivery)
+            except httpx.HTTPError:
+                pass  # refused while stopping: the channel would retry later
+            n += 1
+
+    threads = [threading.Thread(target=sender, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(acked) >= 40, what="40 acknowledged webhooks")
+    started = time.monotonic()
+    code = daemon.stop()
+    elapsed = time.monotonic() - started
+    stop_sending.set()
+    for t in threads:
+        t.join()
+    assert code == 0, daemon.log()[-2000:]
+    assert elapsed < 30
+    stored = {row[0] for row in daemon.query("SELECT delivery_key FROM inbox")}
+    assert set(acked) <= stored, sorted(set(acked) - stored)[:5]
+    # After a restart every acknowledged delivery is processed into an order.
+    daemon.start()
+    wait_until(
+        lambda: {r[0] for r in daemon.query("SELECT external_id FROM orders")} >= set(acked),
+        what="every acknowledged webhook to become an order",
+    )
+
+
+def test_sighup_with_a_broken_config_keeps_running_and_says_why(daemon, shop):
+    good = daemon.config.read_text()
+    daemon.config.write_text(good + "\n[stock]\nbuffer = -3\n")
+    daemon.process.signal(signal.SIGHUP)
+    reload = wait_until(
+        lambda: (r := daemon.status()["config"]["last_reload"])["at"] and r,
+        what="the reload to be attempted",
+    )
+    assert reload["ok"] is False
+    assert any("stock.buffer" in e for e in reload["errors"]), reload
+    assert daemon.status()["channels"]["shop"]["state"] == "ok"
+    daemon.set_stock("MUG", 4)  # still working on the old config
+    wait_until(lambda: shop.levels()["MUG"] == 4, what="pushes to keep flowing")
+    # A good config is applied without a restart.
+    daemon.config.write_text(good + "\n[stock]\nbuffer = 1\n")
+    daemon.process.signal(signal.SIGHUP)
+    wait_until(lambda: daemon.status()["config"]["last_reload"]["ok"], what="a good reload")
+    wait_until(lambda: shop.levels()["MUG"] == 3, what="the new buffer to be pushed")
+
+
+def test_ready_is_sent_only_after_the_listeners_are_bound(tmp_path, shop):
+    path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(path))
+    listener.settimeout(30)
+    d = Daemon(tmp_path, [shop], skus=SKUS)
+    d.start(wait=False, NOTIFY_SOCKET=str(path))
+    try:
+        messages = []
+        while not any("READY=1" in m for m in messages):
+            messages.append(listener.recv(4096).decode())
+        # At the moment READY=1 arrives, both listeners accept connections.
+        for port in (d.webhook_port, d.ops_port):
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
+                pass
+        ready = next(m for m in messages if "READY=1" in m)
+        assert "STATUS=" in ready and "channels ok" in ready
+        d.stop()
+        listener.settimeout(5)
+        rest = []
+        try:
+            while True:
+                rest.append(listener.recv(4096).decode())
+        except TimeoutError:
+            pass
+        assert any("STOPPING=1" in m for m in rest)
+    finally:
+        listener.close()
+        if d.process and d.process.proc.poll() is None:
+            d.stop()
+
+
+def test_retry_after_is_honoured_channel_wide(daemon, shop):
+    wait_until(lambda: shop.levels()["MUG"] == 10, what="the first push")
+    shop.faults(storm_s=1.0, storm_retry_after_s=3)
+    daemon.set_stock("MUG", 7)
+    wait_until(lambda: shop.levels()["MUG"] == 7, timeout=30, what="the push after the storm")
+    log = shop.control("GET", "/requests")["requests"]
+    api = [r for r in log if not r["path"].startswith("/_control")]
+    at_429 = next(r["at"] for r in api if r["status"] == 429)
+    # Requests already on the wire when the first 429 came back may land just after it; any
+    # request sent after it must wait for Retry-After, channel-wide (polls included).
+    in_flight = 0.1
+    sent_after = [r for r in api if r["at"] > at_429 + in_flight]
+    assert sent_after, "no request after the 429"
+    assert min(r["at"] for r in sent_after) >= at_429 + 3 - 0.05, (at_429, sent_after[:3])
+    assert not [r for r in sent_after if r["status"] == 429]  # no self-inflicted 429s
+
+
+def test_a_channel_failing_forever_dead_letters_while_others_flow(tmp_path):
+    good, bad = Sandbox(tmp_path, "good"), Sandbox(tmp_path, "bad")
+    try:
+        for sandbox in (good, bad):
+            sandbox.seed({"MUG": 0})
+        d = Daemon(tmp_path, [good, bad], skus={"MUG": 0}, sync_toml="push_max_attempts = 3")
+        d.start()
+        wait_until(lambda: d.status()["channels"]["bad"]["last_poll_at"], what="a first poll")
+        bad.faults(error_rate=1.0)
+        d.set_stock("MUG", 6)
+        wait_until(lambda: good.levels()["MUG"] == 6, what="the good channel to get its number")
+        dead = wait_until(
+            lambda: d.query(
+                "SELECT attempts, last_error FROM outbox WHERE channel = 'bad' AND state = 'dead'"
+            ),
+            timeout=60,
+            what="a dead letter on the failing channel",
+        )
+        assert dead[0][0] == 3 and "500" in dead[0][1]
+        status = d.status()["channels"]
+        assert status["bad"]["outbox"]["dead"] == 1 and status["bad"]["state"] == "degraded"
+        assert status["good"]["state"] == "ok"
+        # Bounded: 3 attempts, each a few tries inside the request, then nothing more.
+        requests = bad.control("GET", "/requests")["requests"]
+        stock_calls = [r for r in requests if r["path"] == "/stock/batch"]
+        assert 3 <= len(stock_calls) <= 3 * 4
+        d.stop()
+    finally:
+        good.stop()
+        bad.stop()
+
+
+def test_metrics_parse_and_status_matches_its_documented_shape(daemon, shop):
+    post_webhook(
+        daemon,
+        shop,
+        order_body("M-1", "MUG", 1, updated_at="2026-11-01T10:00:00.000000Z"),
+        delivery="m-1",
+    )
+    wait_until(lambda: stored_orders(daemon) == 1, what="the order")
+    text = httpx.get(f"{daemon.ops}/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in (
+        "storesync_webhooks_received",
+        "storesync_orders_applied",
+        "storesync_pushes",
+        "storesync_push_latency_seconds",
+        "storesync_outbox_depth",
+        "storesync_channel_state",
+    ):
+        assert name in families, sorted(families)
+    status = daemon.status()
+    assert set(status) >= {
+        "version",
+        "started_at",
+        "uptime_s",
+        "ready",
+        "store",
+        "config",
+        "inbox",
+        "channels",
+        "recent_events",
+    }
+    channel = status["channels"]["shop"]
+    assert set(channel) >= {
+        "kind",
+        "state",
+        "state_reason",
+        "last_poll_at",
+        "last_webhook_at",
+        "cursor_lag_s",
+        "outbox",
+        "quota",
+        "recent_errors",
+    }
+    assert set(channel["outbox"]) >= {"depth", "dead", "oldest_age_s"}
+    assert channel["last_webhook_at"] is not None
+
+
+def test_storesync_status_shows_every_channel(daemon, shop):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "--config", str(daemon.config), "status", "--json"],
+        capture_output=True,
+        text=True,
+        env=daemon.env,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads(result.stdout)["channels"]) == {"shop"}
+    table = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "--config", str(daemon.config), "status"],
+        capture_output=True,
+        text=True,
+        env=daemon.env,
+        timeout=30,
+    )
+    assert "shop (reference)" in table.stdout and "ok" in table.stdout
+    shop.stop()  # the channel goes away; after enough failed polls it is degraded
+    wait_until(
+        lambda: daemon.status()["channels"]["shop"]["state"] == "degraded",
+        what="the channel to be degraded",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "--config", str(daemon.config), "status"],
+        capture_output=True,
+        text=True,
+        env=daemon.env,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    daemon.stop()
+    result = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "--config", str(daemon.config), "status"],
+        capture_output=True,
+        text=True,
+        env=daemon.env,
+        timeout=30,
+    )
+    assert result.returncode == 3 and "cannot reach" in result.stderr
+
+
+def test_secrets_never_reach_the_log_or_status(daemon, shop):
+    post_webhook(
+        daemon,
+        shop,
+        order_body("S-1", "MUG", 1, updated_at="2026-11-01T10:00:00.000000Z"),
+        delivery="s-1",
+    )
+    wait_until(lambda: stored_orders(daemon) == 1, what="the order")
+    status_text = httpx.get(f"{daemon.ops}/status").text
+    daemon.stop()
+    everything = daemon.log() + status_text
+    for secret in (shop.api_key, shop.webhook_secret, daemon.ops_token):
+        assert secret not in everything
+
