@@ -13,11 +13,7 @@ given as a ratio against a baseline measured in the same run, because these mach
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import random
-import resource
 import sqlite3
 import sys
 import tempfile
@@ -28,13 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from agent.engine import ChannelRules, Engine, QtyRule, Rules
 from agent.store import Store
 from agent.store.timestamps import iso
 from agent.store.transaction import Tx
+from bench.report import emit, machine, peak_rss_mib, percentile_ms, progress
 from connectors.base import ChannelOrder, OrderLine, OrderStatus
 
 CHANNELS = (("shop", "shopify"), ("woo", "woocommerce"), ("amz", "amazon"), ("ebay", "ebay"))
@@ -44,8 +40,6 @@ STOCK_PER_SKU = 1_000
 SEED_CHUNK = 10_000
 # Engine and baseline alternate in blocks, so drift in the machine's speed hits both alike.
 BLOCK = 100
-
-err = Console(stderr=True, highlight=False)
 
 
 @dataclass
@@ -78,14 +72,7 @@ class Timings:
 
     def pct_ms(self, pct: float) -> float:
         """The `pct` percentile in milliseconds (nearest rank)."""
-        ordered = sorted(self.samples)
-        rank = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
-        return ordered[rank] * 1000
-
-
-def progress(message: str) -> None:
-    """One progress line on stderr."""
-    err.print(f"[dim]{datetime.now(UTC):%H:%M:%S}[/dim] {message}")
+        return percentile_ms(self.samples, pct)
 
 
 def rules(*, buffer: int = 0) -> Rules:
@@ -105,8 +92,10 @@ def sku_name(n: int) -> str:
 def seed(store: Store, engine: Engine, count: int) -> None:
     """Stock `count` SKUs through the engine in chunks, then mark every push as confirmed."""
     for start in range(0, count, SEED_CHUNK):
-        chunk = [(sku_name(n), LOCATION, STOCK_PER_SKU)
-                 for n in range(start, min(start + SEED_CHUNK, count))]
+        chunk = [
+            (sku_name(n), LOCATION, STOCK_PER_SKU)
+            for n in range(start, min(start + SEED_CHUNK, count))
+        ]
         store.run(lambda tx, chunk=chunk: engine.set_counts(tx, chunk))
         progress(f"  seeded {min(start + SEED_CHUNK, count):,} / {count:,} SKUs")
     store.run(confirm_all_pushes)
@@ -145,8 +134,7 @@ def make_orders(count: int, skus: int) -> list[ChannelOrder]:
                 created_at=now,
                 status=OrderStatus.OPEN,
                 lines=tuple(
-                    OrderLine(f"L{n}", sku_name(s), rng.randint(1, 2))
-                    for n, s in enumerate(picked)
+                    OrderLine(f"L{n}", sku_name(s), rng.randint(1, 2)) for n, s in enumerate(picked)
                 ),
                 name=f"#{i}",
             )
@@ -175,8 +163,10 @@ def baseline_insert(conn: sqlite3.Connection, order: ChannelOrder) -> None:
     conn.executemany(
         "INSERT INTO order_lines (channel, external_id, line_id, channel_sku, sku, qty) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        [(order.channel, order.external_id, ln.line_id, ln.sku, ln.sku, ln.quantity)
-         for ln in order.lines],
+        [
+            (order.channel, order.external_id, ln.line_id, ln.sku, ln.sku, ln.quantity)
+            for ln in order.lines
+        ],
     )
     conn.execute("COMMIT")
 
@@ -218,9 +208,11 @@ def bench_orders(folder: Path, sizes: Sizes) -> dict[str, Any]:
                     progress(f"  {start + len(block):,} / {len(orders):,}")
         finally:
             base.close()
-        outbox_rows = store.reader().execute(
-            "SELECT count(*) FROM outbox WHERE state = 'pending'"
-        ).fetchone()[0]
+        outbox_rows = (
+            store.reader()
+            .execute("SELECT count(*) FROM outbox WHERE state = 'pending'")
+            .fetchone()[0]
+        )
     if results.count("created") != len(orders):
         raise SystemExit(f"expected every order created, got {sorted(set(results))}")
     return {
@@ -249,10 +241,12 @@ def read_floor(path: Path, repeats: int = 3) -> float:
     for _ in range(repeats):
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            took, _rows = timed(lambda conn=conn: (
-                conn.execute("SELECT sku, location, on_hand FROM stock").fetchall(),
-                conn.execute("SELECT sku, kind, committed FROM skus").fetchall(),
-            ))
+            took, _rows = timed(
+                lambda conn=conn: (
+                    conn.execute("SELECT sku, location, on_hand FROM stock").fetchall(),
+                    conn.execute("SELECT sku, kind, committed FROM skus").fetchall(),
+                )
+            )
         finally:
             conn.close()
         best = min(best, took)
@@ -287,26 +281,7 @@ def bench_recompute(folder: Path, sizes: Sizes) -> dict[str, Any]:
     }
 
 
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    scale = 1024 * 1024 if sys.platform == "darwin" else 1024
-    return round(peak / scale, 1)
-
-
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "cpu_count": os.cpu_count(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-
-
-def render(report: dict[str, Any]) -> None:
+def render(report: dict[str, Any]) -> Table:
     """The report as a table on stderr, for people."""
     o, r, m = report["orders"], report["recompute"], report["machine"]
     table = Table(
@@ -320,17 +295,33 @@ def render(report: dict[str, Any]) -> None:
     table.add_column("value", justify="right")
     table.add_column("baseline", justify="right")
     table.add_column("ratio", justify="right")
-    table.add_row("orders/s", f"{o['orders_per_s']:,.0f}", f"{o['baseline_per_s']:,.0f}",
-                  f"{o['engine_vs_baseline']:.2f}x")
-    table.add_row("order p50 ms", f"{o['p50_ms']:.2f}", f"{o['baseline_p50_ms']:.2f}",
-                  f"{o['engine_vs_baseline_p50']:.2f}x")
+    table.add_row(
+        "orders/s",
+        f"{o['orders_per_s']:,.0f}",
+        f"{o['baseline_per_s']:,.0f}",
+        f"{o['engine_vs_baseline']:.2f}x",
+    )
+    table.add_row(
+        "order p50 ms",
+        f"{o['p50_ms']:.2f}",
+        f"{o['baseline_p50_ms']:.2f}",
+        f"{o['engine_vs_baseline_p50']:.2f}x",
+    )
     table.add_row("order p99 ms", f"{o['p99_ms']:.2f}", f"{o['baseline_p99_ms']:.2f}", "")
-    table.add_row(f"recompute, {r['changed_rows']:,} rows", f"{r['changed_s']:.2f} s",
-                  f"{r['baseline_read_s']:.3f} s", f"{r['changed_vs_baseline']:.1f}x")
-    table.add_row(f"recompute, {r['unchanged_rows']:,} rows", f"{r['unchanged_s']:.2f} s",
-                  f"{r['baseline_read_s']:.3f} s", f"{r['unchanged_vs_baseline']:.1f}x")
+    table.add_row(
+        f"recompute, {r['changed_rows']:,} rows",
+        f"{r['changed_s']:.2f} s",
+        f"{r['baseline_read_s']:.3f} s",
+        f"{r['changed_vs_baseline']:.1f}x",
+    )
+    table.add_row(
+        f"recompute, {r['unchanged_rows']:,} rows",
+        f"{r['unchanged_s']:.2f} s",
+        f"{r['baseline_read_s']:.3f} s",
+        f"{r['unchanged_vs_baseline']:.1f}x",
+    )
     table.add_row("peak RSS", f"{report['peak_rss_mib']:.0f} MiB", "", "")
-    err.print(table)
+    return table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -339,8 +330,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m bench.engine", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--dir", type=Path, default=None,
-                        help="folder for the database files (default: the system temp folder)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="folder for the database files (default: the system temp folder)",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="storesync-bench-", dir=args.dir) as tmp:
@@ -358,9 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "peak_rss_mib": peak_rss_mib(),
             "wall_s": round(time.perf_counter() - started, 1),
         }
-    render(report)
-    json.dump(report, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    emit(report, render(report))
     return 0
 
 
