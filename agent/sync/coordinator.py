@@ -124,6 +124,10 @@ class ChannelCoordinator:
 
     async def poll_orders(self) -> None:
         """Read orders updated since the cursor; each page commits with its cursor."""
+        with structlog.contextvars.bound_contextvars(channel=self.name, job="poll"):
+            await self._poll_orders()
+
+    async def _poll_orders(self) -> None:
         if self.connector is None or not self.health.can_call:
             return
         engine = self._engine()

@@ -90,7 +90,10 @@ class InboxProcessor:
                 break
             if self._resting.get(row.channel, 0.0) > loop.time():
                 continue
-            settled += await self._process(row)
+            with structlog.contextvars.bound_contextvars(
+                channel=row.channel, delivery=row.delivery_key, topic=row.topic
+            ):
+                settled += await self._process(row)
         return settled
 
     async def _process(self, row: InboxRow) -> int:
@@ -137,7 +140,9 @@ class InboxProcessor:
                     engine.observe_level(tx, row.channel, master, event.level)
             tx.finish_delivery(row.channel, row.delivery_key)
 
-        await self.store.submit(apply)
+        context = {"order": order.external_id} if order is not None else {"sku": event.sku}
+        with structlog.contextvars.bound_contextvars(**context):
+            await self.store.submit(apply)
 
     async def _fail(self, row: InboxRow, error: str, *, park: bool) -> None:
         def fail(tx: Tx) -> None:

@@ -128,6 +128,10 @@ class OutboxPusher:
 
     async def push_once(self) -> int:
         """Claim due rows and push them; returns how many rows were taken."""
+        with structlog.contextvars.bound_contextvars(channel=self.channel, job="push"):
+            return await self._push_once()
+
+    async def _push_once(self) -> int:
         capabilities = self.connector.capabilities
         rows = await self.store.submit(
             lambda tx: tx.claim_due(self.channel, max(capabilities.max_batch, 1))

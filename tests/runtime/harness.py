@@ -118,6 +118,7 @@ class Daemon:
         extra_toml: str = "",
         skus: dict[str, int] | None = None,
         sync_toml: str = "",
+        key_files: bool = False,
     ) -> None:
         self.tmp = tmp
         self.webhook_port = free_port()
@@ -131,7 +132,7 @@ class Daemon:
 [channels.{s.name}]
 kind = "reference"
 api_url = "{s.url}"
-api_key = {{ env = "KEY_{s.name.upper()}" }}
+api_key = {self._key_ref(tmp, s, key_files)}
 webhook_secret = {{ env = "SECRET_{s.name.upper()}" }}
 poll_interval = "1s"
 reconcile_interval = "5s"
@@ -167,6 +168,14 @@ push_retry_max = "2s"
         self.process: Child | None = None
         self.ops = f"http://127.0.0.1:{self.ops_port}"
         self.webhooks = f"http://127.0.0.1:{self.webhook_port}"
+
+    @staticmethod
+    def _key_ref(tmp: Path, sandbox: Sandbox, key_files: bool) -> str:
+        """The channel's API key as an env reference, or a file a test can rewrite."""
+        if not key_files:
+            return f'{{ env = "KEY_{sandbox.name.upper()}" }}'
+        (tmp / f"key-{sandbox.name}.txt").write_text(sandbox.api_key + "\n")
+        return f'{{ file = "key-{sandbox.name}.txt" }}'
 
     def start(self, *, wait: bool = True, **env: str) -> Daemon:
         self.process = Child(

@@ -356,3 +356,39 @@ def test_secrets_never_reach_the_log_or_status(daemon, shop):
     for secret in (shop.api_key, shop.webhook_secret, daemon.ops_token):
         assert secret not in everything
 
+
+
+def test_a_poisoned_delivery_is_parked_and_blocks_nothing(daemon, shop):
+    garbage = b'{"id": "P-1", "lines": "not a list"}'
+    assert post_webhook(daemon, shop, garbage, delivery="poison").status_code == 200
+    good = order_body("G-1", "CAP", 1, updated_at="2026-11-01T10:00:00.000000Z")
+    assert post_webhook(daemon, shop, good, delivery="good").status_code == 200
+    wait_until(lambda: stored_orders(daemon) == 1, what="the good order despite the poison")
+    inbox = wait_until(lambda: (i := daemon.status()["inbox"])["parked"] == 1 and i,
+                       what="the poisoned delivery to be parked")
+    assert inbox["pending"] == 0
+    (error,) = daemon.query("SELECT error FROM inbox WHERE delivery_key = 'poison'")[0]
+    assert error.startswith("PermanentError")
+    events = daemon.status()["recent_events"]
+    assert any(e["kind"] == "parked_webhook" for e in events)
+
+
+def test_refused_credentials_pause_the_channel_until_a_reload_fixes_them(tmp_path, shop):
+    shop.seed({"MUG": 0})
+    d = Daemon(tmp_path, [shop], skus={"MUG": 0}, key_files=True)
+    d.start()
+    try:
+        wait_until(lambda: d.status()["channels"]["shop"]["last_poll_at"], what="a first poll")
+        shop.control("PUT", "/config", {"api_key": "rotated-key-2"})  # the merchant rotated it
+        d.set_stock("MUG", 9)
+        wait_until(lambda: d.status()["channels"]["shop"]["state"] == "needs_reauth",
+                   what="needs_reauth")
+        assert d.status()["channels"]["shop"]["outbox"]["depth"] >= 1  # kept, not dead
+        assert d.query("SELECT count(*) FROM outbox WHERE state = 'dead'") == [(0,)]
+        (tmp_path / "key-shop.txt").write_text("rotated-key-2\n")
+        d.process.signal(signal.SIGHUP)
+        wait_until(lambda: shop.levels()["MUG"] == 9, what="the outbox to drain after reload")
+        assert d.status()["channels"]["shop"]["state"] == "ok"
+        assert d.log().count('"needs_reauth"') >= 1
+    finally:
+        d.stop()
