@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -22,8 +23,9 @@ from agent.commands.context import (
     stdout,
 )
 from agent.commands.sku import render_sku
-from agent.engine import EngineError
+from agent.engine import Engine, EngineError
 from agent.stock_csv import parse_counts
+from agent.store import Tx
 from agent.store.queries import sku_report
 
 IMPORT_CHUNK_ROWS = 500
@@ -66,34 +68,30 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def run_set(args: argparse.Namespace) -> int:
     """Set one count."""
-    config = load(args)
-    engine = engine_for(config)
-    with open_store(config, create=True) as store:
-        try:
-            store.run(lambda tx: engine.set_count(tx, args.sku, args.qty, location=args.location))
-        except EngineError as exc:
-            raise CommandFailed(str(exc), EXIT_CONFIG) from exc
-        report = sku_report(store.reader(), args.sku)
-    emit(args, report, lambda: render_sku(report))
-    return EXIT_OK
+    return _change_and_report(
+        args, lambda engine, tx: engine.set_count(tx, args.sku, args.qty, location=args.location)
+    )
 
 
 def run_adjust(args: argparse.Namespace) -> int:
     """Apply one movement."""
+    return _change_and_report(
+        args,
+        lambda engine, tx: engine.apply_movement(
+            tx, args.sku, args.delta, location=args.location, reason=args.reason, ref="cli"
+        ),
+    )
+
+
+def _change_and_report(
+    args: argparse.Namespace, change: Callable[[Engine, Tx], object]
+) -> int:
+    """Apply one stock change in its own transaction, then print the SKU's report."""
     config = load(args)
     engine = engine_for(config)
     with open_store(config, create=True) as store:
         try:
-            store.run(
-                lambda tx: engine.apply_movement(
-                    tx,
-                    args.sku,
-                    args.delta,
-                    location=args.location,
-                    reason=args.reason,
-                    ref="cli",
-                )
-            )
+            store.run(lambda tx: change(engine, tx))
         except EngineError as exc:
             raise CommandFailed(str(exc), EXIT_CONFIG) from exc
         report = sku_report(store.reader(), args.sku)

@@ -360,15 +360,7 @@ class Engine:
         ref: str | None = None,
     ) -> int:
         """Set a SKU's counted units at a location, recording the difference as a movement."""
-        if qty < 0:
-            raise InvalidStockChange(f"{sku}: a count cannot be negative ({qty})")
-        location = self._location(location)
-        self._require_stockable(tx, sku)
-        tx.ensure_sku(sku, title=self.rules.sku_titles.get(sku))
-        delta = qty - tx.on_hand(sku, location)
-        if delta:
-            tx.add_movement(sku, location, delta, reason, ref)
-            self.republish(tx, {sku})
+        self.set_counts(tx, [(sku, location, qty)], reason=reason, ref=ref)
         return qty
 
     def set_counts(

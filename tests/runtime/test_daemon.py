@@ -54,6 +54,14 @@ def post_webhook(
     )
 
 
+def deliver_order(daemon: Daemon, sandbox: Sandbox, order_id: str, sku: str = "MUG") -> None:
+    """Post one signed order webhook and wait until the order is stored."""
+    body = order_body(order_id, sku, 1, updated_at="2026-11-01T10:00:00.000000Z")
+    assert post_webhook(daemon, sandbox, body, delivery=f"d-{order_id}").status_code == 200
+    wait_until(lambda: daemon.query("SELECT 1 FROM orders WHERE external_id = ?", (order_id,)),
+               what=f"order {order_id} to be stored")
+
+
 def stored_orders(daemon: Daemon) -> int:
     return daemon.query("SELECT count(*) FROM orders")[0][0]
 
@@ -251,13 +259,7 @@ def test_a_channel_failing_forever_dead_letters_while_others_flow(tmp_path):
 
 
 def test_metrics_parse_and_status_matches_its_documented_shape(daemon, shop):
-    post_webhook(
-        daemon,
-        shop,
-        order_body("M-1", "MUG", 1, updated_at="2026-11-01T10:00:00.000000Z"),
-        delivery="m-1",
-    )
-    wait_until(lambda: stored_orders(daemon) == 1, what="the order")
+    deliver_order(daemon, shop, "M-1")
     text = httpx.get(f"{daemon.ops}/metrics").text
     families = {f.name: f for f in text_string_to_metric_families(text)}
     for name in (
@@ -343,13 +345,7 @@ def test_storesync_status_shows_every_channel(daemon, shop):
 
 
 def test_secrets_never_reach_the_log_or_status(daemon, shop):
-    post_webhook(
-        daemon,
-        shop,
-        order_body("S-1", "MUG", 1, updated_at="2026-11-01T10:00:00.000000Z"),
-        delivery="s-1",
-    )
-    wait_until(lambda: stored_orders(daemon) == 1, what="the order")
+    deliver_order(daemon, shop, "S-1")
     status_text = httpx.get(f"{daemon.ops}/status").text
     daemon.stop()
     everything = daemon.log() + status_text
