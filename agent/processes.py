@@ -92,7 +92,7 @@ class Child:
         return self.proc.wait(timeout=timeout)
 
     def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM, then SIGKILL after `timeout`; its exit code."""
+        """SIGTERM, then SIGKILL after `timeout`; its exit code. Safe to call twice."""
         if self.running:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -100,5 +100,6 @@ class Child:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
         return self.proc.returncode

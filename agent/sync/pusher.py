@@ -147,6 +147,9 @@ class OutboxPusher:
         return len(rows)
 
     async def _push_stock(self, rows: list[OutboxRow]) -> None:
+        # Decide "not listed" only from a discovery that finished before this lookup: one that
+        # finishes during it may have just recorded the very listings we did not see.
+        discovered = self.discovered.is_set()
         listings = await self.store.submit(
             lambda tx: tx.listing_ids(self.channel, [r.key for r in rows])
         )
@@ -166,7 +169,7 @@ class OutboxPusher:
                              idempotency_key(row))
             ready.append((row, push))
         if unready:
-            await self.store.submit(lambda tx: self._set_aside(tx, unready))
+            await self.store.submit(lambda tx: self._set_aside(tx, unready, discovered))
         if not ready:
             return
         try:
@@ -322,10 +325,12 @@ class OutboxPusher:
 
         await self.store.submit(observe)
 
-    def _set_aside(self, tx: Tx, rows: Sequence[tuple[OutboxRow, str]]) -> None:
+    def _set_aside(
+        self, tx: Tx, rows: Sequence[tuple[OutboxRow, str]], discovered: bool
+    ) -> None:
         """Rows whose SKU the channel does not list (yet): skip them, or wait for discovery."""
         for row, reason in rows:
-            if self.discovered.is_set():
+            if discovered:
                 tx.set_outbox_state(row.id, "skipped", error=reason)
                 self.metrics.pushes.labels(self.channel, "stock", "skipped").inc()
             else:

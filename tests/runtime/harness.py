@@ -216,7 +216,9 @@ push_retry_max = "2s"
             conn.close()
 
     def stop(self) -> int:
-        assert self.process is not None
+        """SIGTERM and wait; safe to call twice, or before start."""
+        if self.process is None:
+            return 0
         return self.process.stop(timeout=40)
 
     def log(self) -> str:
