@@ -627,6 +627,8 @@ class ShopifyChannel(BaseChannel):
     # Leaky bucket of query-cost points: https://shopify.dev/docs/api/usage/rate-limits
     cost_bucket_size: PositiveInt = 1000
     cost_restore_rate: PositiveInt = 100  # points per second
+    # The Shopify location whose `available` quantity storesync sets: its name or its gid.
+    location: NonEmptyStr | None = None
 
     @field_validator("shop")
     @classmethod

@@ -400,3 +400,50 @@ def test_refused_credentials_pause_the_channel_until_a_reload_fixes_them(tmp_pat
         assert d.log().count('"needs_reauth"') >= 1
     finally:
         d.stop()
+
+
+def test_watchdog_pings_come_from_the_running_loop(tmp_path, shop):
+    path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(path))
+    listener.settimeout(30)
+    d = Daemon(tmp_path, [shop], skus=SKUS)
+    # WATCHDOG_USEC = 1 s: systemd wants a ping at least every second, so one every half second.
+    d.start(wait=False, NOTIFY_SOCKET=str(path), WATCHDOG_USEC="1000000")
+    try:
+        pings = []
+        while len(pings) < 4:
+            message = listener.recv(4096).decode()
+            if "WATCHDOG=1" in message:
+                pings.append(time.monotonic())
+        gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
+        assert all(gap < 1.0 for gap in gaps), gaps
+    finally:
+        listener.close()
+        d.stop()
+
+
+def test_a_failing_channel_logs_its_state_change_once_not_per_poll(daemon, shop):
+    shop.stop()
+    wait_until(
+        lambda: daemon.status()["channels"]["shop"]["state"] == "degraded",
+        what="the channel to be degraded",
+    )
+
+    def failed_polls() -> float:
+        text = httpx.get(f"{daemon.ops}/metrics").text
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name == "storesync_polls"
+            for sample in family.samples
+            if sample.labels.get("result") == "error" and sample.name.endswith("_total")
+        )
+
+    wait_until(lambda: failed_polls() >= 8, timeout=30, what="several more failed polls")
+    changes = [
+        line
+        for line in daemon.log().splitlines()
+        if '"channel state changed"' in line and '"degraded"' in line
+    ]
+    assert len(changes) == 1, changes
