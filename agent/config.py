@@ -581,6 +581,7 @@ class SyncConfig(_Model):
     listing_refresh: Duration = timedelta(hours=1)
     order_lookback: Duration = timedelta(minutes=5)
     first_poll_window: Duration = timedelta(days=1)
+    webhook_silence: Duration = timedelta(minutes=30)
 
 
 class LocationConfig(_Model):

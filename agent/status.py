@@ -8,7 +8,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from agent.store.queries import channel_rows, inbox_summary, outbox_summary, recent_events
+from agent.store.queries import (
+    channel_rows,
+    inbox_summary,
+    newest_orders,
+    outbox_summary,
+    recent_events,
+)
 from agent.store.timestamps import iso, parse_iso
 
 if TYPE_CHECKING:
@@ -25,19 +31,35 @@ def status_document(runtime: Runtime) -> dict[str, Any]:
     conn = runtime.store.reader()
     stored = channel_rows(conn)
     outbox = outbox_summary(conn)
+    newest = newest_orders(conn)
+    silence = runtime.config.sync.webhook_silence
     channels: dict[str, Any] = {}
     for name, coordinator in sorted(runtime.coordinators.items()):
         health = coordinator.health
         row = stored.get(name, {})
         box = outbox.get(name, {"pending": 0, "inflight": 0, "dead": 0, "oldest_queued_at": None})
         limiter = getattr(coordinator.connector, "limiter", None)
+        connector = coordinator.connector
+        last_webhook = row.get("last_webhook_at")
+        newest_order = newest.get(name)
+        # Orders keep arriving (by poll) long after the last webhook: the channel stopped
+        # sending them (WooCommerce disables a failing webhook without a word).
+        webhook_silent = bool(
+            connector is not None
+            and connector.capabilities.webhooks
+            and newest_order is not None
+            and parse_iso(newest_order) - (
+                parse_iso(last_webhook) if last_webhook else runtime.started_at
+            ) > silence
+        )
         channels[name] = {
             "kind": coordinator.config.kind,
             "state": str(health.state),
             "state_reason": health.reason,
             "state_since": iso(health.since),
             "last_poll_at": row.get("last_poll_at"),
-            "last_webhook_at": row.get("last_webhook_at"),
+            "last_webhook_at": last_webhook,
+            "webhook_silent": webhook_silent,
             # How stale this channel's orders may be: seconds since the last completed poll.
             "cursor_lag_s": _age_s(now, row.get("last_poll_at")),
             "outbox": {

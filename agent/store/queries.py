@@ -96,6 +96,13 @@ def channel_rows(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     }
 
 
+def newest_orders(conn: sqlite3.Connection) -> dict[str, str]:
+    """When each channel's newest order was first seen (by webhook or by poll)."""
+    return dict(
+        conn.execute("SELECT channel, max(first_seen_at) FROM orders GROUP BY channel").fetchall()
+    )
+
+
 def outbox_summary(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     """Per channel: rows pending, in flight and dead, and when the oldest waiting row was queued."""
     summary: dict[str, dict[str, Any]] = {}

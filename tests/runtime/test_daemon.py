@@ -447,3 +447,22 @@ def test_a_failing_channel_logs_its_state_change_once_not_per_poll(daemon, shop)
         if '"channel state changed"' in line and '"degraded"' in line
     ]
     assert len(changes) == 1, changes
+
+
+def test_status_flags_webhooks_that_went_silent(tmp_path, shop):
+    # The sandbox sends no webhooks at all; orders still arrive by poll.
+    d = Daemon(tmp_path, [shop], skus=SKUS, sync_toml='webhook_silence = "1s"')
+    d.start()
+    try:
+        for sku, qty in SKUS.items():
+            d.set_stock(sku, qty)
+        wait_until(lambda: shop.levels()["MUG"] == 10, what="the first push")
+        assert d.status()["channels"]["shop"]["webhook_silent"] is False
+        wait_until(lambda: d.status()["uptime_s"] > 1.5, what="the silence window to pass")
+        shop.buy({"MUG": 1})
+        wait_until(
+            lambda: d.status()["channels"]["shop"]["webhook_silent"],
+            what="the silent webhook to be flagged",
+        )
+    finally:
+        d.stop()
