@@ -264,8 +264,14 @@ class Connector(Protocol):
     name: str
     capabilities: Capabilities
 
-    def fetch_orders(self, cursor: str | None) -> AsyncIterator[OrderPage]:
-        """Yield pages of orders updated since `cursor` (None: the configured first window)."""
+    def fetch_orders(
+        self, cursor: str | None, *, since: datetime | None = None
+    ) -> AsyncIterator[OrderPage]:
+        """Yield pages of orders updated since `cursor` (None: the configured first window).
+
+        With `since`, ignore the cursor and read every order updated from that moment (the
+        reconcile sweep's look-back; its pages' cursors are not committed).
+        """
         ...
 
     async def fetch_order(self, order_id: str) -> ChannelOrder | None:

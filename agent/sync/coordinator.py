@@ -201,7 +201,44 @@ class ChannelCoordinator:
         log.info("listings discovered", channel=self.name, listings=len(listings))
 
     async def reconcile(self) -> None:
-        """Read the levels the channel shows; the engine imports or pushes away any drift."""
+        """The slow sweep: re-read a look-back window of orders (backfilling anything webhooks
+        and polls missed), then the levels the channel shows, letting the engine correct drift."""
+        with structlog.contextvars.bound_contextvars(channel=self.name, job="reconcile"):
+            await self._reconcile_orders()
+            await self._reconcile_levels()
+
+    async def _reconcile_orders(self) -> None:
+        if self.connector is None or not self.health.can_call:
+            return
+        engine = self._engine()
+        # Twice the sweep's interval: an order updated just before the last sweep, but not
+        # visible to it yet, is read by this one.
+        since = self.store.clock() - 2 * self.config.reconcile_interval
+        applied = 0
+        try:
+            async for page in self.connector.fetch_orders(None, since=since):
+
+                def apply(tx: Tx, page: OrderPage = page) -> int:
+                    fresh = 0
+                    for order in page.orders:
+                        outcome = engine.apply_order(tx, order)
+                        self.metrics.orders_applied.labels(
+                            self.name, "reconcile", outcome.result).inc()
+                        fresh += outcome.applied
+                    return fresh
+
+                applied += await self.store.submit(apply)
+        except AuthError as exc:
+            self.health.auth_failed("reconcile", exc)
+            return
+        except ConnectorError as exc:
+            self.health.failed("reconcile", exc)
+            await self._note_error(exc)
+            return
+        if applied:
+            log.warning("reconcile found orders polls and webhooks had missed", orders=applied)
+
+    async def _reconcile_levels(self) -> None:
         if self.connector is None or not self.health.can_call or not self._listings:
             return
         engine = self._engine()
@@ -228,7 +265,7 @@ class ChannelCoordinator:
 
         drifted = await self.store.submit(observe)
         if drifted:
-            log.warning("drift corrected", channel=self.name, skus=drifted)
+            log.warning("drift corrected", skus=drifted)
         self.wake_pusher()
 
     async def _note_error(self, exc: BaseException) -> None:

@@ -109,10 +109,19 @@ class ReferenceConnector:
 
     # -- orders ---------------------------------------------------------------------------------
 
-    async def fetch_orders(self, cursor: str | None) -> AsyncIterator[OrderPage]:
-        """Yield pages of orders updated since `cursor` (None: the configured first window)."""
+    async def fetch_orders(
+        self, cursor: str | None, *, since: datetime | None = None
+    ) -> AsyncIterator[OrderPage]:
+        """Yield pages of orders updated since `cursor` (None: the configured first window).
+
+        With `since`, read everything updated from that moment instead (a reconcile sweep).
+        """
         started = self._clock()
-        since, after = self._read_cursor(cursor, started)
+        if since is not None:
+            after: str | None = None
+            since = since.astimezone(UTC)
+        else:
+            since, after = self._read_cursor(cursor, started)
         newest: datetime | None = None
         while True:
             if after is None:

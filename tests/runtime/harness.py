@@ -119,6 +119,8 @@ class Daemon:
         skus: dict[str, int] | None = None,
         sync_toml: str = "",
         key_files: bool = False,
+        poll_interval: str = "1s",
+        reconcile_interval: str = "5s",
     ) -> None:
         self.tmp = tmp
         self.webhook_port = free_port()
@@ -134,8 +136,8 @@ kind = "reference"
 api_url = "{s.url}"
 api_key = {self._key_ref(tmp, s, key_files)}
 webhook_secret = {{ env = "SECRET_{s.name.upper()}" }}
-poll_interval = "1s"
-reconcile_interval = "5s"
+poll_interval = "{poll_interval}"
+reconcile_interval = "{reconcile_interval}"
 """
             for s in sandboxes
         )

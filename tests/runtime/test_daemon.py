@@ -466,3 +466,22 @@ def test_status_flags_webhooks_that_went_silent(tmp_path, shop):
         )
     finally:
         d.stop()
+
+
+def test_the_reconcile_sweep_backfills_orders_that_polls_and_webhooks_missed(tmp_path, shop):
+    # No webhooks, and the order poll runs once at start then hourly: only the sweep can see it.
+    d = Daemon(tmp_path, [shop], skus=SKUS, poll_interval="1h", reconcile_interval="2s")
+    d.start()
+    try:
+        for sku, qty in SKUS.items():
+            d.set_stock(sku, qty)
+        wait_until(lambda: d.status()["channels"]["shop"]["last_poll_at"], what="the first poll")
+        order = shop.buy({"CAP": 2})
+        wait_until(
+            lambda: d.query("SELECT 1 FROM orders WHERE external_id = ?", (str(order["id"]),)),
+            timeout=30,
+            what="the sweep to backfill the order",
+        )
+        assert '"reconcile found orders polls and webhooks had missed"' in d.log()
+    finally:
+        d.stop()
