@@ -1,0 +1,1 @@
+"""The WooCommerce channel: REST API wc/v3 connector, webhooks, and its sandbox."""
