@@ -17,8 +17,16 @@ def _reference(**options: Any) -> SandboxBase:
     return ReferenceSandbox(**options)
 
 
+def _woocommerce(**options: Any) -> SandboxBase:
+    """WooCommerce's REST API (wc/v3) and webhook behaviour."""
+    from connectors.woocommerce.sandbox import WooCommerceSandbox
+
+    return WooCommerceSandbox(**options)
+
+
 # Every factory accepts the SandboxBase keywords (clock, seed, webhook_url, webhook_secret,
 # retry_delays, speed) plus `api_key`.
 SANDBOXES: dict[str, Callable[..., SandboxBase]] = {
     "reference": _reference,
+    "woocommerce": _woocommerce,
 }

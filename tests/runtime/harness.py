@@ -22,10 +22,13 @@ from agent.processes import wait_until as _wait_until
 T = TypeVar("T")
 
 
-def wait_until(check: Callable[[], T | None], *, timeout: float = 20.0, what: str = "") -> T:
+def wait_until(
+    check: Callable[[], T | None], *, timeout: float = 20.0, what: str = "", every: float = 0.05
+) -> T:
     """Poll `check` with a deadline, tolerating a peer that is not answering yet."""
     return _wait_until(
         check,
+        every=every,
         timeout=timeout,
         what=what,
         tolerate=(httpx.HTTPError, OSError, sqlite3.Error, KeyError),
@@ -38,17 +41,19 @@ def sign(secret: str, body: bytes) -> str:
 
 
 class Sandbox:
-    """A reference channel sandbox in its own process, driven through its control API."""
+    """A channel sandbox (`storesync sandbox KIND`) in its own process, run by its control API."""
 
     def __init__(
         self,
         tmp: Path,
         name: str,
         *,
+        kind: str = "reference",
         api_key: str = "ref-api-key-1",
         webhook_secret: str = "ref-webhook-secret-1",
     ) -> None:
         self.name = name
+        self.kind = kind
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_key = api_key
@@ -56,7 +61,7 @@ class Sandbox:
         self.process = Child(
             [
                 "sandbox",
-                "reference",
+                kind,
                 "--port",
                 str(self.port),
                 "--api-key",
@@ -132,9 +137,8 @@ class Daemon:
         channels = "".join(
             f"""
 [channels.{s.name}]
-kind = "reference"
-api_url = "{s.url}"
-api_key = {self._key_ref(tmp, s, key_files)}
+kind = "{s.kind}"
+{self._credentials(tmp, s, key_files)}
 webhook_secret = {{ env = "SECRET_{s.name.upper()}" }}
 poll_interval = "{poll_interval}"
 reconcile_interval = "{reconcile_interval}"
@@ -170,6 +174,23 @@ push_retry_max = "2s"
         self.process: Child | None = None
         self.ops = f"http://127.0.0.1:{self.ops_port}"
         self.webhooks = f"http://127.0.0.1:{self.webhook_port}"
+
+    @classmethod
+    def _credentials(cls, tmp: Path, sandbox: Sandbox, key_files: bool) -> str:
+        """The config keys that point a channel of this kind at its sandbox."""
+        key = cls._key_ref(tmp, sandbox, key_files)
+        if sandbox.kind == "woocommerce":
+            # The sandbox takes --api-key as the consumer secret with a fixed consumer key.
+            return (
+                f'api_url = "{sandbox.url}"\nconsumer_key = "ck_storesync_sandbox"\n'
+                f"consumer_secret = {key}\nshipment_tracking = true"
+            )
+        if sandbox.kind == "shopify":
+            return (
+                f'shop = "sandbox.myshopify.com"\napi_url = "{sandbox.url}/admin/api/2026-07"'
+                f"\naccess_token = {key}"
+            )
+        return f'api_url = "{sandbox.url}"\napi_key = {key}'
 
     @staticmethod
     def _key_ref(tmp: Path, sandbox: Sandbox, key_files: bool) -> str:

