@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from agent.config import BaseChannel, ReferenceChannel, SyncConfig, WooCommerceChannel
+from agent.config import (
+    BaseChannel,
+    ReferenceChannel,
+    ShopifyChannel,
+    SyncConfig,
+    WooCommerceChannel,
+)
 from connectors.base import Connector
 
 
@@ -22,6 +28,24 @@ def build_connector(name: str, channel: BaseChannel, sync: SyncConfig) -> Connec
             webhook_secret=channel.webhook_secret.reveal() if channel.webhook_secret else None,
             first_poll_window=sync.first_poll_window,
             order_lookback=sync.order_lookback,
+        )
+    if isinstance(channel, ShopifyChannel):
+        from connectors.shopify.connector import ShopifyConnector
+
+        return ShopifyConnector(
+            name,
+            shop=channel.shop,
+            api_url=str(channel.api_url) if channel.api_url else None,
+            api_version=channel.api_version,
+            access_token=channel.access_token.reveal() if channel.access_token else None,
+            client_id=channel.client_id,
+            client_secret=channel.client_secret.reveal() if channel.client_secret else None,
+            webhook_secret=channel.webhook_secret.reveal() if channel.webhook_secret else None,
+            location=channel.location,
+            first_poll_window=sync.first_poll_window,
+            order_lookback=sync.order_lookback,
+            cost_bucket_size=channel.cost_bucket_size,
+            cost_restore_rate=channel.cost_restore_rate,
         )
     if isinstance(channel, WooCommerceChannel):
         from connectors.woocommerce.connector import WooCommerceConnector

@@ -17,6 +17,13 @@ def _reference(**options: Any) -> SandboxBase:
     return ReferenceSandbox(**options)
 
 
+def _shopify(**options: Any) -> SandboxBase:
+    """Shopify's GraphQL Admin API, token minting and webhook behaviour."""
+    from connectors.shopify.sandbox import ShopifySandbox
+
+    return ShopifySandbox(**options)
+
+
 def _woocommerce(**options: Any) -> SandboxBase:
     """WooCommerce's REST API (wc/v3) and webhook behaviour."""
     from connectors.woocommerce.sandbox import WooCommerceSandbox
@@ -28,5 +35,6 @@ def _woocommerce(**options: Any) -> SandboxBase:
 # retry_delays, speed) plus `api_key`.
 SANDBOXES: dict[str, Callable[..., SandboxBase]] = {
     "reference": _reference,
+    "shopify": _shopify,
     "woocommerce": _woocommerce,
 }

@@ -476,6 +476,7 @@ def test_the_reconcile_sweep_backfills_orders_that_polls_and_webhooks_missed(tmp
         for sku, qty in SKUS.items():
             d.set_stock(sku, qty)
         wait_until(lambda: d.status()["channels"]["shop"]["last_poll_at"], what="the first poll")
+        wait_until(lambda: shop.levels()["CAP"] == 5, what="the stock to reach the store")
         order = shop.buy({"CAP": 2})
         wait_until(
             lambda: d.query("SELECT 1 FROM orders WHERE external_id = ?", (str(order["id"]),)),

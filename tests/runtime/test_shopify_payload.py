@@ -12,13 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from connectors.sandbox.registry import SANDBOXES
 from tests.runtime.harness import Daemon, Sandbox, sign, wait_until
 
 FIXTURE = Path(__file__).resolve().parents[1] / "connectors" / "shopify" / "fixtures" / "order.json"
 SKUS = {"IPOD2008GREEN": 5, "IPOD2008RED": 5, "IPOD2008BLACK": 5}
-
-pytestmark = pytest.mark.skipif("shopify" not in SANDBOXES, reason="no Shopify sandbox yet")
 
 
 @pytest.fixture
