@@ -126,6 +126,7 @@ class Daemon:
         key_files: bool = False,
         poll_interval: str = "1s",
         reconcile_interval: str = "5s",
+        channel_toml: dict[str, str] | None = None,
     ) -> None:
         self.tmp = tmp
         self.webhook_port = free_port()
@@ -142,6 +143,7 @@ kind = "{s.kind}"
 webhook_secret = {{ env = "SECRET_{s.name.upper()}" }}
 poll_interval = "{poll_interval}"
 reconcile_interval = "{reconcile_interval}"
+{(channel_toml or {}).get(s.name, "")}
 """
             for s in sandboxes
         )

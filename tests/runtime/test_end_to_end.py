@@ -31,6 +31,10 @@ def world(tmp_path):
     try:
         for sandbox in sandboxes:
             sandbox.seed({sku: 0 for sku in SKUS})
+            if sandbox.kind == "shopify":
+                # 200 orders in half a minute is a Plus shop's flash sale: Plus-like cost limits
+                # (https://shopify.dev/docs/api/usage/rate-limits), on both sides.
+                sandbox.control("PUT", "/config", {"capacity": 2000, "restore_rate": 1000})
         daemon.start()
         for sandbox in sandboxes:
             sandbox.send_webhooks_to(f"{daemon.webhooks}/webhooks/{sandbox.name}")
