@@ -40,7 +40,13 @@ from connectors.reference.webhooks import (
     TRIGGERED_AT_HEADER,
     sign_payload,
 )
-from connectors.sandbox.app import JsonError, SandboxBase, json_response, read_json
+from connectors.sandbox.app import (
+    JsonError,
+    SandboxBase,
+    json_response,
+    read_json,
+    read_order_lines,
+)
 from connectors.sandbox.clock import format_timestamp
 from connectors.sandbox.ratelimit import TokenBucketRule
 
@@ -231,9 +237,7 @@ class ReferenceSandbox(SandboxBase):
 
     def seed_catalog(self, levels: Mapping[str, int]) -> dict[str, str]:
         """Create or update tracked listings; returns SKU -> listing id."""
-        return {
-            sku: self.upsert_listing(sku, quantity).id for sku, quantity in levels.items()
-        }
+        return {sku: self.upsert_listing(sku, quantity).id for sku, quantity in levels.items()}
 
     def error_response(
         self, status: int, code: str, headers: Mapping[str, str]
@@ -575,7 +579,7 @@ class ReferenceSandbox(SandboxBase):
             return replayed
         items = body.get("items") if isinstance(body, dict) else None
         if not isinstance(items, list):
-            raise JsonError(400, "invalid_body", "expected {\"items\": [...]}")
+            raise JsonError(400, "invalid_body", 'expected {"items": [...]}')
         if len(items) > MAX_BATCH:
             raise JsonError(413, "too_many_items", f"at most {MAX_BATCH} items per batch")
         checked = [_stock_item(index, item) for index, item in enumerate(items)]
@@ -630,7 +634,7 @@ class ReferenceSandbox(SandboxBase):
         body = await read_json(request)
         items = body.get("listings") if isinstance(body, dict) else None
         if not isinstance(items, list):
-            raise JsonError(400, "invalid_body", "expected {\"listings\": [...]}")
+            raise JsonError(400, "invalid_body", 'expected {"listings": [...]}')
         out = []
         for item in items:
             if not isinstance(item, dict) or not isinstance(item.get("sku"), str):
@@ -654,18 +658,7 @@ class ReferenceSandbox(SandboxBase):
 
     async def _control_place_order(self, request: web.Request) -> web.Response:
         body = await read_json(request)
-        if not isinstance(body, dict) or not isinstance(body.get("lines"), list):
-            raise JsonError(400, "invalid_body", "expected {\"lines\": [{\"sku\", \"quantity\"}]}")
-        lines: list[tuple[str | None, int]] = []
-        for item in body["lines"]:
-            if not isinstance(item, dict):
-                raise JsonError(400, "invalid_body", "each line must be an object")
-            sku, quantity = item.get("sku"), item.get("quantity", 1)
-            if sku is not None and not isinstance(sku, str):
-                raise JsonError(400, "invalid_body", "sku must be a string or null")
-            if isinstance(quantity, bool) or not isinstance(quantity, int):
-                raise JsonError(400, "invalid_body", "quantity must be an integer")
-            lines.append((sku, quantity))
+        lines = read_order_lines(body)
         status_text = body.get("status", "open")
         if status_text not in ("open", "pending"):
             raise JsonError(400, "invalid_body", "status must be open or pending")
@@ -682,7 +675,7 @@ class ReferenceSandbox(SandboxBase):
         body = await read_json(request) or {}
         restock = body.get("restock", False) if isinstance(body, dict) else None
         if not isinstance(restock, bool):
-            raise JsonError(400, "invalid_body", "expected {\"restock\": true|false}")
+            raise JsonError(400, "invalid_body", 'expected {"restock": true|false}')
         return json_response(self.refund_order(request.match_info["id"], restock=restock).to_api())
 
     async def _control_pay(self, request: web.Request) -> web.Response:
@@ -735,8 +728,10 @@ def _optional_text(body: dict[str, Any], key: str) -> str:
 def _stock_item(index: int, item: Any) -> tuple[str, int, int | None]:
     if not isinstance(item, dict):
         raise JsonError(400, "invalid_item", f"items[{index}] must be an object")
-    listing_id, quantity, expected = item.get("listing_id"), item.get("quantity"), item.get(
-        "expected"
+    listing_id, quantity, expected = (
+        item.get("listing_id"),
+        item.get("quantity"),
+        item.get("expected"),
     )
     if not isinstance(listing_id, str):
         raise JsonError(400, "invalid_item", f"items[{index}].listing_id must be a string")

@@ -9,10 +9,6 @@ JSON as the API returns it, so the same `parse_order` maps both.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -29,6 +25,7 @@ from connectors.base import (
     WebhookDelivery,
     WebhookRejected,
 )
+from connectors.signatures import check_hmac_sha256, header, sign_hmac_sha256
 
 TOPIC_HEADER = "X-Reference-Topic"
 DELIVERY_HEADER = "X-Reference-Delivery"
@@ -42,39 +39,22 @@ _STATUSES = {status.value: status for status in OrderStatus}
 
 def sign_payload(secret: str, raw_body: bytes) -> str:
     """The signature header value for `raw_body`: base64(HMAC-SHA256(secret, body))."""
-    # The sandbox signs with this and tests forge deliveries with it (Stripe ships the same
-    # helper, generate_signature_header, "for signing payloads in unit tests").
-    digest = hmac.new(secret.encode(), raw_body, hashlib.sha256).digest()
-    return base64.b64encode(digest).decode("ascii")
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """A header value by case-insensitive name (plain dicts included)."""
-    wanted = name.lower()
-    for key, value in headers.items():
-        if key.lower() == wanted:
-            return value
-    return None
+    return sign_hmac_sha256(secret, raw_body)
 
 
 def verify_delivery(
     secret: str | None, headers: Mapping[str, str], raw_body: bytes
 ) -> WebhookDelivery:
     """Check the signature on the raw bytes; WebhookRejected when anything is missing or wrong."""
-    if not secret:
-        raise WebhookRejected("no webhook secret is configured for this channel")
-    provided = _header(headers, SIGNATURE_HEADER)
-    if not provided:
-        raise WebhookRejected(f"missing {SIGNATURE_HEADER}")
-    try:
-        provided_digest = base64.b64decode(provided.strip(), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise WebhookRejected(f"malformed {SIGNATURE_HEADER}") from exc
-    expected = hmac.new(secret.encode(), raw_body, hashlib.sha256).digest()
-    if not hmac.compare_digest(expected, provided_digest):
-        raise WebhookRejected("signature does not match the body")
-    delivery = _header(headers, DELIVERY_HEADER)
-    topic = _header(headers, TOPIC_HEADER)
+    check_hmac_sha256(
+        secret,
+        headers,
+        raw_body,
+        SIGNATURE_HEADER,
+        no_secret="no webhook secret is configured for this channel",
+    )
+    delivery = header(headers, DELIVERY_HEADER)
+    topic = header(headers, TOPIC_HEADER)
     if not delivery or not delivery.strip():
         raise WebhookRejected(f"missing {DELIVERY_HEADER}")
     if not topic or not topic.strip():
@@ -82,7 +62,7 @@ def verify_delivery(
     return WebhookDelivery(
         delivery_key=delivery.strip(),
         topic=topic.strip(),
-        triggered_at=_parse_optional_time(_header(headers, TRIGGERED_AT_HEADER)),
+        triggered_at=_parse_optional_time(header(headers, TRIGGERED_AT_HEADER)),
     )
 
 

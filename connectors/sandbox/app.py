@@ -125,6 +125,23 @@ async def read_json(request: web.Request) -> Any:
         raise JsonError(400, "invalid_json", str(exc)) from exc
 
 
+def read_order_lines(body: Any) -> list[tuple[str | None, int]]:
+    """A shopper's `{"lines": [{"sku", "quantity"}]}` as (sku, quantity) pairs, or a 400."""
+    if not isinstance(body, dict) or not isinstance(body.get("lines"), list):
+        raise JsonError(400, "invalid_body", 'expected {"lines": [{"sku", "quantity"}]}')
+    lines: list[tuple[str | None, int]] = []
+    for item in body["lines"]:
+        if not isinstance(item, dict):
+            raise JsonError(400, "invalid_body", "each line must be an object")
+        sku, quantity = item.get("sku"), item.get("quantity", 1)
+        if sku is not None and not isinstance(sku, str):
+            raise JsonError(400, "invalid_body", "sku must be a string or null")
+        if isinstance(quantity, bool) or not isinstance(quantity, int):
+            raise JsonError(400, "invalid_body", "quantity must be an integer")
+        lines.append((sku, quantity))
+    return lines
+
+
 class SandboxBase:
     """A fake channel: subclass it, add routes and truth; the base does everything common."""
 
@@ -285,9 +302,7 @@ class SandboxBase:
         return [wrap(m) for m in middlewares]
 
     @web.middleware
-    async def _log_requests(
-        self, request: web.Request, handler: Handler
-    ) -> web.StreamResponse:
+    async def _log_requests(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if not is_api_request(request):
             return await handler(request)
         # Stamped on arrival: "when did the request reach the channel" is what tests ask.

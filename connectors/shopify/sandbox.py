@@ -70,7 +70,13 @@ from graphql import (
 )
 from graphql.execution.values import get_argument_values, get_variable_values
 
-from connectors.sandbox.app import JsonError, SandboxBase, json_response, read_json
+from connectors.sandbox.app import (
+    JsonError,
+    SandboxBase,
+    json_response,
+    read_json,
+    read_order_lines,
+)
 from connectors.sandbox.clock import format_timestamp
 from connectors.sandbox.ratelimit import CostBucketRule
 from connectors.shopify.orders import gid
@@ -704,8 +710,9 @@ class ShopifySandbox(SandboxBase):
         order = self._order(order_id)
         if order.financial_status not in ("paid", "partially_refunded"):
             raise JsonError(
-                409, "invalid_state", f"order {order.id} is {order.financial_status}: nothing "
-                "was paid to refund"
+                409,
+                "invalid_state",
+                f"order {order.id} is {order.financial_status}: nothing was paid to refund",
             )
         if lines is None:
             wanted = {line.id: order.current(line) for line in order.lines}
@@ -717,8 +724,10 @@ class ShopifySandbox(SandboxBase):
                 raise JsonError(422, "unknown_line", f"order {order.id} has no line {line_id}")
             if units < 0 or units > order.current(by_id[line_id]):
                 raise JsonError(
-                    422, "too_many_units", f"line {line_id}: {units} to refund, "
-                    f"{order.current(by_id[line_id])} refundable"
+                    422,
+                    "too_many_units",
+                    f"line {line_id}: {units} to refund, "
+                    f"{order.current(by_id[line_id])} refundable",
                 )
         if not any(wanted.values()):
             raise JsonError(422, "nothing_to_refund", f"order {order.id}: no units to refund")
@@ -756,8 +765,11 @@ class ShopifySandbox(SandboxBase):
                         plan.setdefault(fo.id, []).append((fo_line, take))
                         need -= take
             if need:
-                raise JsonError(422, "too_many_units", f"line {line_id}: {need} unit(s) are not "
-                                "open for fulfilment")
+                raise JsonError(
+                    422,
+                    "too_many_units",
+                    f"line {line_id}: {need} unit(s) are not open for fulfilment",
+                )
         if not plan:
             raise JsonError(422, "nothing_to_fulfil", f"order {order.id} has nothing to fulfil")
         fulfillments = [
@@ -841,8 +853,12 @@ class ShopifySandbox(SandboxBase):
                     self._restock(order, line_id, unshipped, location)
             if shipped:
                 location = next(
-                    (f.location_id for f in order.fulfillments for lid, _ in f.lines
-                     if lid == line_id),
+                    (
+                        f.location_id
+                        for f in order.fulfillments
+                        for lid, _ in f.lines
+                        if lid == line_id
+                    ),
                     t.primary.id,
                 )
                 refund.lines.append(
@@ -1215,11 +1231,14 @@ class ShopifySandbox(SandboxBase):
             return self._failed([_validation_error(p) for p in problems], 0)
         operation = get_operation_ast(document, operation_name)
         if operation is None:
-            message = "An operation name is required" if operation_name is None else (
-                f"No operation named \"{operation_name}\""
+            message = (
+                "An operation name is required"
+                if operation_name is None
+                else (f'No operation named "{operation_name}"')
             )
-            return self._failed([{"message": message, "extensions": {"code": "operationNotFound"}}],
-                                0)
+            return self._failed(
+                [{"message": message, "extensions": {"code": "operationNotFound"}}], 0
+            )
         coerced = get_variable_values(self.schema, operation.variable_definitions or (), variables)
         if isinstance(coerced, list):
             return self._failed([_variable_error(operation, e) for e in coerced], 0)
@@ -1233,17 +1252,30 @@ class ShopifySandbox(SandboxBase):
                 f"({int(self.limit.capacity)})."
             )
             return self._failed(
-                [{"message": message, "extensions": {"code": "MAX_COST_EXCEEDED",
-                                                     "cost": requested,
-                                                     "maxCost": int(self.limit.capacity)}}],
+                [
+                    {
+                        "message": message,
+                        "extensions": {
+                            "code": "MAX_COST_EXCEEDED",
+                            "cost": requested,
+                            "maxCost": int(self.limit.capacity),
+                        },
+                    }
+                ],
                 requested,
             )
         if not self.limit.check(requested).allowed:
             # https://shopify.dev/docs/api/usage/rate-limits: HTTP 200, no data, code THROTTLED.
             return self._failed(
-                [{"message": "Throttled", "extensions": {
-                    "code": "THROTTLED",
-                    "documentation": "https://shopify.dev/api/usage/rate-limits"}}],
+                [
+                    {
+                        "message": "Throttled",
+                        "extensions": {
+                            "code": "THROTTLED",
+                            "documentation": "https://shopify.dev/api/usage/rate-limits",
+                        },
+                    }
+                ],
                 requested,
             )
         context = _Context(version=version or self.api_version)
@@ -1310,9 +1342,11 @@ class ShopifySandbox(SandboxBase):
             ),
             "inventoryItem": lambda info, id: self._item_by_gid(id),
             "locations": self._locations_connection,
-            "location": lambda info, id=None: self._location_view(t.primary)
-            if id is None
-            else self._maybe(t.locations, _parse_gid(id, "Location"), self._location_view),
+            "location": lambda info, id=None: (
+                self._location_view(t.primary)
+                if id is None
+                else self._maybe(t.locations, _parse_gid(id, "Location"), self._location_view)
+            ),
             "node": lambda info, id: self._node(id),
             "nodes": lambda info, ids: [self._node(one) for one in ids],
             "inventorySetQuantities": self._set_quantities,
@@ -1381,7 +1415,8 @@ class ShopifySandbox(SandboxBase):
 
     def _locations_connection(self, info: GraphQLResolveInfo, **args: Any) -> dict[str, Any]:
         locations = [
-            loc for loc in self.records.locations.values()
+            loc
+            for loc in self.records.locations.values()
             if loc.active or args.get("includeInactive")
         ]
         return _connection(locations, args, lambda loc: (loc.id,), self._location_view)
@@ -1476,8 +1511,13 @@ class ShopifySandbox(SandboxBase):
     def _fulfillment_view(self, order: Order, fulfillment: Fulfillment) -> dict[str, Any]:
         by_id = {line.id: line for line in order.lines}
         tracking = (
-            [{"company": fulfillment.company or None, "number": fulfillment.number,
-              "url": fulfillment.url or None}]
+            [
+                {
+                    "company": fulfillment.company or None,
+                    "number": fulfillment.number,
+                    "url": fulfillment.url or None,
+                }
+            ]
             if fulfillment.number
             else []
         )
@@ -1603,14 +1643,21 @@ class ShopifySandbox(SandboxBase):
         committed = self._committed(item_id, location_id)
 
         def quantities(info: GraphQLResolveInfo, names: list[str]) -> list[dict[str, Any]]:
-            values = {"available": available, "committed": committed,
-                      "on_hand": available + committed}
+            values = {
+                "available": available,
+                "committed": committed,
+                "on_hand": available + committed,
+            }
             unknown = [n for n in names if n not in QUANTITY_NAMES]
             if unknown:
                 raise GraphQLError(f"Invalid quantity name(s): {', '.join(unknown)}")
             return [
-                {"id": f"{gid('InventoryQuantity', item_id)}?name={n}", "name": n,
-                 "quantity": values.get(n, 0), "updatedAt": None}
+                {
+                    "id": f"{gid('InventoryQuantity', item_id)}?name={n}",
+                    "name": n,
+                    "quantity": values.get(n, 0),
+                    "updatedAt": None,
+                }
                 for n in names
             ]
 
@@ -1673,8 +1720,11 @@ class ShopifySandbox(SandboxBase):
             error("INVALID_REASON", ["reason"], "The specified reason is invalid.")
         uri = input.get("referenceDocumentUri")
         if uri is not None and not re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*:", uri):
-            error("INVALID_REFERENCE_DOCUMENT", ["referenceDocumentUri"],
-                  "The reference document URI is invalid.")
+            error(
+                "INVALID_REFERENCE_DOCUMENT",
+                ["referenceDocumentUri"],
+                "The reference document URI is invalid.",
+            )
         changes: list[tuple[Variant, int, int, int]] = []  # variant, location, old, new
         for index, item in enumerate(input["quantities"]):
             at = ["quantities", str(index)]
@@ -1684,38 +1734,59 @@ class ShopifySandbox(SandboxBase):
             location = t.locations.get(location_id) if location_id is not None else None
             quantity = item["quantity"]
             if variant is None:
-                error("INVALID_INVENTORY_ITEM", [*at, "inventoryItemId"],
-                      "The specified inventory item could not be found.")
+                error(
+                    "INVALID_INVENTORY_ITEM",
+                    [*at, "inventoryItemId"],
+                    "The specified inventory item could not be found.",
+                )
                 continue
             if location is None or not location.active:
-                error("INVALID_LOCATION", [*at, "locationId"],
-                      "The specified location could not be found.")
+                error(
+                    "INVALID_LOCATION",
+                    [*at, "locationId"],
+                    "The specified location could not be found.",
+                )
                 continue
             if quantity < 0:
-                error("INVALID_QUANTITY_NEGATIVE", [*at, "quantity"],
-                      "The quantity can't be negative.")
+                error(
+                    "INVALID_QUANTITY_NEGATIVE",
+                    [*at, "quantity"],
+                    "The quantity can't be negative.",
+                )
                 continue
             if quantity > MAX_QUANTITY:
-                error("INVALID_QUANTITY_TOO_HIGH", [*at, "quantity"],
-                      "The quantity can't be higher than 1,000,000,000.")
+                error(
+                    "INVALID_QUANTITY_TOO_HIGH",
+                    [*at, "quantity"],
+                    "The quantity can't be higher than 1,000,000,000.",
+                )
                 continue
             key = (variant.item_id, location.id)
             if key not in t.levels:
-                error("ITEM_NOT_STOCKED_AT_LOCATION", [*at, "locationId"],
-                      "The specified inventory item is not stocked at the location.")
+                error(
+                    "ITEM_NOT_STOCKED_AT_LOCATION",
+                    [*at, "locationId"],
+                    "The specified inventory item is not stocked at the location.",
+                )
                 continue
             committed = self._committed(variant.item_id, location.id)
             current = t.levels[key] + (committed if name == "on_hand" else 0)
             expected = item.get("changeFromQuantity")
             if expected is not None and expected != current:
                 # The message does not say what the quantity is now: clients re-read it.
-                error("CHANGE_FROM_QUANTITY_STALE", [*at, "changeFromQuantity"],
-                      "The changeFromQuantity does not match the current quantity.")
+                error(
+                    "CHANGE_FROM_QUANTITY_STALE",
+                    [*at, "changeFromQuantity"],
+                    "The changeFromQuantity does not match the current quantity.",
+                )
                 continue
             new_available = quantity - (committed if name == "on_hand" else 0)
             if new_available < 0:
-                error("INVALID_QUANTITY_NEGATIVE", [*at, "quantity"],
-                      "The resulting available quantity can't be negative.")
+                error(
+                    "INVALID_QUANTITY_NEGATIVE",
+                    [*at, "quantity"],
+                    "The resulting available quantity can't be negative.",
+                )
                 continue
             changes.append((variant, location.id, t.levels[key], new_available))
         if errors:
@@ -1727,25 +1798,34 @@ class ShopifySandbox(SandboxBase):
             t.stock_writes += 1
             if new != old:
                 t.effective_changes += 1
-                self._emit("inventory_levels/update", {
-                    "inventory_item_id": variant.item_id,
-                    "location_id": location_id,
-                    "available": new,
-                    "updated_at": _rest_time(self.clock.now()),
-                    "admin_graphql_api_id":
-                        f"{gid('InventoryLevel', location_id)}?inventory_item_id={variant.item_id}",
-                })
+                self._emit(
+                    "inventory_levels/update",
+                    {
+                        "inventory_item_id": variant.item_id,
+                        "location_id": location_id,
+                        "available": new,
+                        "updated_at": _rest_time(self.clock.now()),
+                        "admin_graphql_api_id": (
+                            f"{gid('InventoryLevel', location_id)}"
+                            f"?inventory_item_id={variant.item_id}"
+                        ),
+                    },
+                )
             for quantity_name in ("available", "on_hand"):
-                rows.append({
-                    "name": quantity_name,
-                    "delta": new - old,
-                    "quantityAfterChange": new + (
-                        self._committed(variant.item_id, location_id)
-                        if quantity_name == "on_hand" else 0
-                    ),
-                    "item": self._item_view(variant),
-                    "location": self._location_view(t.locations[location_id]),
-                })
+                rows.append(
+                    {
+                        "name": quantity_name,
+                        "delta": new - old,
+                        "quantityAfterChange": new
+                        + (
+                            self._committed(variant.item_id, location_id)
+                            if quantity_name == "on_hand"
+                            else 0
+                        ),
+                        "item": self._item_view(variant),
+                        "location": self._location_view(t.locations[location_id]),
+                    }
+                )
         t.adjustment_groups += 1
         group = {
             "__typename": "InventoryAdjustmentGroup",
@@ -1754,7 +1834,8 @@ class ShopifySandbox(SandboxBase):
             "reason": input["reason"],
             "referenceDocumentUri": input.get("referenceDocumentUri"),
             "changes": lambda info, **args: [
-                row for row in rows
+                row
+                for row in rows
                 if not args.get("quantityNames") or row["name"] in args["quantityNames"]
             ],
         }
@@ -1764,7 +1845,8 @@ class ShopifySandbox(SandboxBase):
         self, info: GraphQLResolveInfo, fulfillment: dict[str, Any], message: str | None = None
     ) -> dict[str, Any]:
         return self._idempotent(
-            info, {"fulfillment": fulfillment, "message": message},
+            info,
+            {"fulfillment": fulfillment, "message": message},
             lambda: self._apply_fulfillment(fulfillment),
         )
 
@@ -1777,8 +1859,9 @@ class ShopifySandbox(SandboxBase):
             return {"fulfillment": None, "userErrors": [{"field": field_path, "message": message}]}
 
         if not groups:
-            return refuse("Line items by fulfillment order can't be blank.",
-                          "lineItemsByFulfillmentOrder")
+            return refuse(
+                "Line items by fulfillment order can't be blank.", "lineItemsByFulfillmentOrder"
+            )
         plan: list[tuple[FulfillmentOrder, list[tuple[FoLine, int]]]] = []
         for index, group in enumerate(groups):
             at = ("lineItemsByFulfillmentOrder", str(index))
@@ -1791,12 +1874,14 @@ class ShopifySandbox(SandboxBase):
                 return refuse(
                     f"Fulfillment order {fo.id} is assigned to the fulfillment service "
                     f"{location.name}; only that service can fulfill it.",
-                    *at, "fulfillmentOrderId",
+                    *at,
+                    "fulfillmentOrderId",
                 )
             if fo.status not in _OPEN_FO:
                 return refuse(
                     f"Fulfillment order {fo.id} has an unfulfillable status= {fo.status.lower()}.",
-                    *at, "fulfillmentOrderId",
+                    *at,
+                    "fulfillmentOrderId",
                 )
             wanted = group.get("fulfillmentOrderLineItems")
             picks: list[tuple[FoLine, int]] = []
@@ -1807,12 +1892,21 @@ class ShopifySandbox(SandboxBase):
                 for item_index, item in enumerate(wanted):
                     fo_line = by_id.get(_parse_gid(item["id"], "FulfillmentOrderLineItem") or -1)
                     if fo_line is None:
-                        return refuse("Fulfillment order line item does not exist.", *at,
-                                      "fulfillmentOrderLineItems", str(item_index), "id")
+                        return refuse(
+                            "Fulfillment order line item does not exist.",
+                            *at,
+                            "fulfillmentOrderLineItems",
+                            str(item_index),
+                            "id",
+                        )
                     if not 0 < item["quantity"] <= fo_line.remaining:
-                        return refuse("Invalid fulfillment order line item quantity requested.",
-                                      *at, "fulfillmentOrderLineItems", str(item_index),
-                                      "quantity")
+                        return refuse(
+                            "Invalid fulfillment order line item quantity requested.",
+                            *at,
+                            "fulfillmentOrderLineItems",
+                            str(item_index),
+                            "quantity",
+                        )
                     picks.append((fo_line, item["quantity"]))
             if not picks:
                 return refuse(f"Fulfillment order {fo.id} has nothing left to fulfill.", *at)
@@ -1820,12 +1914,18 @@ class ShopifySandbox(SandboxBase):
         orders = {fo.order_id for fo, _ in plan}
         locations = {fo.location_id for fo, _ in plan}
         if len(orders) > 1 or len(locations) > 1:
-            return refuse("All fulfillment orders must belong to the same order and be "
-                          "assigned to the same location.", "lineItemsByFulfillmentOrder")
+            return refuse(
+                "All fulfillment orders must belong to the same order and be "
+                "assigned to the same location.",
+                "lineItemsByFulfillmentOrder",
+            )
         tracking = data.get("trackingInfo") or {}
         order = t.orders[plan[0][0].order_id]
-        numbers = [tracking.get("number")] if tracking.get("number") else (
-            tracking.get("numbers") or [""])
+        numbers = (
+            [tracking.get("number")]
+            if tracking.get("number")
+            else (tracking.get("numbers") or [""])
+        )
         urls = [tracking.get("url")] if tracking.get("url") else (tracking.get("urls") or [""])
         # Several fulfillment orders of one location become one fulfillment.
         merged: list[tuple[FoLine, int]] = []
@@ -1883,7 +1983,7 @@ class ShopifySandbox(SandboxBase):
         body = await read_json(request)
         items = body.get("listings") if isinstance(body, dict) else None
         if not isinstance(items, list):
-            raise JsonError(400, "invalid_body", "expected {\"listings\": [...]}")
+            raise JsonError(400, "invalid_body", 'expected {"listings": [...]}')
         out = []
         for item in items:
             if not isinstance(item, dict) or not isinstance(item.get("sku"), str):
@@ -1921,7 +2021,7 @@ class ShopifySandbox(SandboxBase):
     async def _control_locations(self, request: web.Request) -> web.Response:
         body = await read_json(request)
         if not isinstance(body, dict) or not isinstance(body.get("name"), str):
-            raise JsonError(400, "invalid_body", "expected {\"name\", \"active\", \"third_party\"}")
+            raise JsonError(400, "invalid_body", 'expected {"name", "active", "third_party"}')
         active, third_party = body.get("active", True), body.get("third_party", False)
         if not isinstance(active, bool) or not isinstance(third_party, bool):
             raise JsonError(400, "invalid_body", "active and third_party must be booleans")
@@ -1930,18 +2030,7 @@ class ShopifySandbox(SandboxBase):
 
     async def _control_place_order(self, request: web.Request) -> web.Response:
         body = await read_json(request)
-        if not isinstance(body, dict) or not isinstance(body.get("lines"), list):
-            raise JsonError(400, "invalid_body", "expected {\"lines\": [{\"sku\", \"quantity\"}]}")
-        lines: list[tuple[str | None, int]] = []
-        for item in body["lines"]:
-            if not isinstance(item, dict):
-                raise JsonError(400, "invalid_body", "each line must be an object")
-            sku, quantity = item.get("sku"), item.get("quantity", 1)
-            if sku is not None and not isinstance(sku, str):
-                raise JsonError(400, "invalid_body", "sku must be a string or null")
-            if isinstance(quantity, bool) or not isinstance(quantity, int):
-                raise JsonError(400, "invalid_body", "quantity must be an integer")
-            lines.append((sku, quantity))
+        lines = read_order_lines(body)
         status = body.get("status", "open")
         if status not in ("open", "pending"):
             raise JsonError(400, "invalid_body", "status must be open or pending")
@@ -1955,14 +2044,14 @@ class ShopifySandbox(SandboxBase):
         body = await read_json(request) or {}
         restock = body.get("restock", True) if isinstance(body, dict) else None
         if not isinstance(restock, bool):
-            raise JsonError(400, "invalid_body", "expected {\"restock\": true|false}")
+            raise JsonError(400, "invalid_body", 'expected {"restock": true|false}')
         order = self.cancel_order(request.match_info["id"], restock=restock)
         return json_response(self.order_summary(order))
 
     async def _control_refund(self, request: web.Request) -> web.Response:
         body = await read_json(request) or {}
         if not isinstance(body, dict) or not isinstance(body.get("restock", False), bool):
-            raise JsonError(400, "invalid_body", "expected {\"restock\": true|false, \"lines\"?}")
+            raise JsonError(400, "invalid_body", 'expected {"restock": true|false, "lines"?}')
         lines = _line_units(body.get("lines"))
         order_id = request.match_info["id"]
         self.refund_order(order_id, restock=body.get("restock", False), lines=lines)
@@ -2004,10 +2093,12 @@ class ShopifySandbox(SandboxBase):
             request.match_info["id"], status=status, location=location
         )
         return json_response(
-            {"fulfillment_orders": [
-                {"id": str(fo.id), "status": fo.status, "location_id": str(fo.location_id)}
-                for fo in changed
-            ]}
+            {
+                "fulfillment_orders": [
+                    {"id": str(fo.id), "status": fo.status, "location_id": str(fo.location_id)}
+                    for fo in changed
+                ]
+            }
         )
 
     async def _control_expire_tokens(self, request: web.Request) -> web.Response:
@@ -2017,8 +2108,16 @@ class ShopifySandbox(SandboxBase):
 
     async def _control_config(self, request: web.Request) -> web.Response:
         body = await read_json(request) or {}
-        allowed = {"api_key", "client_id", "client_secret", "capacity", "restore_rate",
-                   "token_ttl_s", "topics", "api_version"}
+        allowed = {
+            "api_key",
+            "client_id",
+            "client_secret",
+            "capacity",
+            "restore_rate",
+            "token_ttl_s",
+            "topics",
+            "api_version",
+        }
         if not isinstance(body, dict) or set(body) - allowed:
             raise JsonError(400, "invalid_body", f"keys: {', '.join(sorted(allowed))}")
         for name in ("api_key", "client_id", "client_secret", "api_version"):
@@ -2041,8 +2140,11 @@ class ShopifySandbox(SandboxBase):
         except ValueError as exc:
             raise JsonError(400, "invalid_body", str(exc)) from exc
         return json_response(
-            {"rate_limit": self.limit.snapshot(), "topics": sorted(self.topics),
-             "api_version": self.api_version}
+            {
+                "rate_limit": self.limit.snapshot(),
+                "topics": sorted(self.topics),
+                "api_version": self.api_version,
+            }
         )
 
 
@@ -2153,9 +2255,7 @@ class _Coster:
         assert query is not None
         return self._selection(query, operation.selection_set)
 
-    def _fields(
-        self, parent: Any, selection_set: SelectionSetNode
-    ) -> list[tuple[Any, FieldNode]]:
+    def _fields(self, parent: Any, selection_set: SelectionSetNode) -> list[tuple[Any, FieldNode]]:
         """The fields selected on `parent`, fragments flattened, with the type each runs on."""
         out: list[tuple[Any, FieldNode]] = []
         for selection in selection_set.selections:
@@ -2235,6 +2335,7 @@ class _Coster:
 
 def _objects_in(data: Any) -> int:
     """The actual cost of a query's result: one point per object returned (the root excluded)."""
+
     def count(value: Any) -> int:
         if isinstance(value, dict):
             return 1 + sum(count(v) for v in value.values())
@@ -2274,13 +2375,20 @@ def _validation_error(error: GraphQLError) -> dict[str, Any]:
     if match := _UNKNOWN_FIELD.search(error.message):
         field_name, type_name = match.groups()
         out["message"] = f"Field '{field_name}' doesn't exist on type '{type_name}'"
-        out["extensions"] = {"code": "undefinedField", "typeName": type_name,
-                             "fieldName": field_name}
+        out["extensions"] = {
+            "code": "undefinedField",
+            "typeName": type_name,
+            "fieldName": field_name,
+        }
     elif match := _UNKNOWN_ARGUMENT.search(error.message):
         argument, type_name, field_name = match.groups()
         out["message"] = f"Field '{field_name}' doesn't accept argument '{argument}'"
-        out["extensions"] = {"code": "argumentNotAccepted", "name": field_name,
-                             "typeName": "Field", "argumentName": argument}
+        out["extensions"] = {
+            "code": "argumentNotAccepted",
+            "name": field_name,
+            "typeName": "Field",
+            "argumentName": argument,
+        }
     elif "is required, but it was not provided" in error.message:
         out["extensions"]["code"] = "missingRequiredArguments"
     return out
@@ -2381,8 +2489,10 @@ def _line_units(value: Any) -> dict[int, int] | None:
     for item in value:
         line_id = item.get("line_id") if isinstance(item, dict) else None
         quantity = item.get("quantity") if isinstance(item, dict) else None
-        if not isinstance(line_id, str | int) or isinstance(quantity, bool) or not isinstance(
-            quantity, int
+        if (
+            not isinstance(line_id, str | int)
+            or isinstance(quantity, bool)
+            or not isinstance(quantity, int)
         ):
             raise JsonError(400, "invalid_body", "each line needs line_id and quantity")
         try:

@@ -72,7 +72,15 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from connectors.sandbox.app import UNSET, JsonError, SandboxBase, _Unset, json_response, read_json
+from connectors.sandbox.app import (
+    UNSET,
+    JsonError,
+    SandboxBase,
+    _Unset,
+    json_response,
+    read_json,
+    read_order_lines,
+)
 from connectors.sandbox.ratelimit import TokenBucketRule
 from connectors.sandbox.webhooks import WebhookSender, _Job
 from connectors.woocommerce.webhooks import (
@@ -569,8 +577,11 @@ class WooCommerceSandbox(SandboxBase):
         variations of one variable product, so a seeded store has both kinds.
         """
         skus = list(levels)
-        count = variations if variations is not None else (min(3, len(skus) // 2)
-                                                           if len(skus) >= 4 else 0)
+        count = (
+            variations
+            if variations is not None
+            else (min(3, len(skus) // 2) if len(skus) >= 4 else 0)
+        )
         count = max(0, min(count, len(skus)))
         simple, varied = skus[: len(skus) - count], skus[len(skus) - count :]
         ids = {sku: str(self.upsert_product(sku, levels[sku]).id) for sku in simple}
@@ -1162,8 +1173,20 @@ class WooCommerceSandbox(SandboxBase):
         skus = [s for s in q.get("sku", "").split(",") if s] if q.get("sku") else []
         types = _list_param(q, "type", ("simple", "grouped", "external", "variable"))
         orderby = _choice(
-            q, "orderby", ("date", "id", "include", "title", "slug", "price", "popularity",
-                           "rating", "menu_order"), "date"
+            q,
+            "orderby",
+            (
+                "date",
+                "id",
+                "include",
+                "title",
+                "slug",
+                "price",
+                "popularity",
+                "rating",
+                "menu_order",
+            ),
+            "date",
         )
         descending = _choice(q, "order", ("asc", "desc"), "desc") == "desc"
         products = [
@@ -1274,8 +1297,13 @@ class WooCommerceSandbox(SandboxBase):
             out: list[dict[str, Any]] = []
             for item in items or []:
                 if name != "update" or not isinstance(item, dict):
-                    out.append(_item_error(item, "woocommerce_rest_sandbox_unsupported",
-                                           "The sandbox only takes updates."))
+                    out.append(
+                        _item_error(
+                            item,
+                            "woocommerce_rest_sandbox_unsupported",
+                            "The sandbox only takes updates.",
+                        )
+                    )
                     continue
                 try:
                     out.append(await update(item))
@@ -1319,9 +1347,7 @@ class WooCommerceSandbox(SandboxBase):
             raise _invalid_param("date_shipped", "date_shipped is not a YYYY-MM-DD date.") from None
         existing = self.records.trackings.setdefault(order.id, [])
         tracking = {
-            "tracking_id": hashlib.md5(
-                f"{provider}-{number}-{len(existing)}".encode()
-            ).hexdigest(),
+            "tracking_id": hashlib.md5(f"{provider}-{number}-{len(existing)}".encode()).hexdigest(),
             "tracking_provider": provider,
             "tracking_link": link,
             "tracking_number": number,
@@ -1376,8 +1402,10 @@ class WooCommerceSandbox(SandboxBase):
         for item in variations:
             sku = item.get("sku") if isinstance(item, dict) else None
             quantity = item.get("quantity", 0) if isinstance(item, dict) else None
-            if not isinstance(sku, str) or isinstance(quantity, bool) or not isinstance(
-                quantity, int
+            if (
+                not isinstance(sku, str)
+                or isinstance(quantity, bool)
+                or not isinstance(quantity, int)
             ):
                 raise JsonError(400, "invalid_body", "each variation needs sku and quantity")
             levels[sku] = quantity
@@ -1397,18 +1425,7 @@ class WooCommerceSandbox(SandboxBase):
 
     async def _control_place_order(self, request: web.Request) -> web.Response:
         body = await read_json(request)
-        if not isinstance(body, dict) or not isinstance(body.get("lines"), list):
-            raise JsonError(400, "invalid_body", 'expected {"lines": [{"sku", "quantity"}]}')
-        lines: list[tuple[str | None, int]] = []
-        for item in body["lines"]:
-            if not isinstance(item, dict):
-                raise JsonError(400, "invalid_body", "each line must be an object")
-            sku, quantity = item.get("sku"), item.get("quantity", 1)
-            if sku is not None and not isinstance(sku, str):
-                raise JsonError(400, "invalid_body", "sku must be a string or null")
-            if isinstance(quantity, bool) or not isinstance(quantity, int):
-                raise JsonError(400, "invalid_body", "quantity must be an integer")
-            lines.append((sku, quantity))
+        lines = read_order_lines(body)
         status = body.get("status", "processing")
         status = "processing" if status == "open" else status
         if status not in ("processing", "pending", "on-hold"):

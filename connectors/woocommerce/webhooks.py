@@ -19,10 +19,7 @@ makes copies of one state share a key and every later state get a new one.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import hmac
 import json
 import re
 from collections.abc import Mapping
@@ -40,6 +37,7 @@ from connectors.base import (
     WebhookDelivery,
     WebhookRejected,
 )
+from connectors.signatures import check_hmac_sha256, header, sign_hmac_sha256
 
 SIGNATURE_HEADER = "X-WC-Webhook-Signature"
 TOPIC_HEADER = "X-WC-Webhook-Topic"
@@ -80,17 +78,7 @@ UNKNOWN_STATUS = OrderStatus.OPEN
 
 def sign_payload(secret: str, raw_body: bytes) -> str:
     """The `X-WC-Webhook-Signature` value for `raw_body`: base64(HMAC-SHA256(secret, body))."""
-    digest = hmac.new(secret.encode(), raw_body, hashlib.sha256).digest()
-    return base64.b64encode(digest).decode("ascii")
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """A header value by case-insensitive name (plain dicts included)."""
-    wanted = name.lower()
-    for key, value in headers.items():
-        if key.lower() == wanted:
-            return value
-    return None
+    return sign_hmac_sha256(secret, raw_body)
 
 
 def ping_webhook_id(headers: Mapping[str, str], raw_body: bytes) -> str | None:
@@ -112,21 +100,14 @@ def verify_delivery(
     webhook_id = ping_webhook_id(headers, raw_body)
     if webhook_id is not None:
         # Unsigned by design (deliver_ping() sends no signature); it carries no data to store.
-        return WebhookDelivery(
-            delivery_key=f"ping:{webhook_id}", topic=PING_TOPIC, ping=True
-        )
-    if not secret:
-        raise WebhookRejected("no webhook secret is configured for this channel")
-    provided = header(headers, SIGNATURE_HEADER)
-    if not provided or not provided.strip():
-        raise WebhookRejected(f"missing {SIGNATURE_HEADER}")
-    try:
-        provided_digest = base64.b64decode(provided.strip(), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise WebhookRejected(f"malformed {SIGNATURE_HEADER}") from exc
-    expected = hmac.new(secret.encode(), raw_body, hashlib.sha256).digest()
-    if not hmac.compare_digest(expected, provided_digest):
-        raise WebhookRejected("signature does not match the body")
+        return WebhookDelivery(delivery_key=f"ping:{webhook_id}", topic=PING_TOPIC, ping=True)
+    check_hmac_sha256(
+        secret,
+        headers,
+        raw_body,
+        SIGNATURE_HEADER,
+        no_secret="no webhook secret is configured for this channel",
+    )
     topic = (header(headers, TOPIC_HEADER) or "").strip()
     if not topic:
         raise WebhookRejected(f"missing {TOPIC_HEADER}")
