@@ -22,8 +22,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
+import httpx
 import pytest
 from aiohttp import web
 
@@ -146,6 +147,72 @@ async def read_first(connector: Connector, cursor: str | None) -> OrderPage:
         close = getattr(pages, "aclose", None)
         if close is not None:
             await close()
+
+
+class SandboxControlAdapter:
+    """The ContractAdapter parts every sandbox built on connectors/sandbox shares.
+
+    A channel's adapter subclasses it and adds `connector()` (and `keeps()` when the sandbox
+    sends deliveries the contract does not look at).
+    """
+
+    #: A SKU the contract's orders buy; stocked once, generously.
+    SKU = "CONTRACT-MUG"
+
+    def __init__(self, sandbox_url: str, receiver: WebhookReceiver) -> None:
+        self.receiver = receiver
+        self.control = httpx.AsyncClient(base_url=f"{sandbox_url}/_control", timeout=10)
+        self._stocked = False
+
+    async def call(self, method: str, path: str, body: object = None) -> Any:
+        """One control-API call, which must succeed."""
+        response = await self.control.request(method, path, json=body)
+        assert response.status_code < 400, response.text
+        return response.json()
+
+    async def seed_listings(self, levels: Mapping[str, int]) -> None:
+        listings = [{"sku": sku, "quantity": qty} for sku, qty in levels.items()]
+        await self.call("POST", "/listings", {"listings": listings})
+
+    async def seed_orders(self, count: int) -> list[str]:
+        if not self._stocked:
+            await self.seed_listings({self.SKU: 10_000})
+            self._stocked = True
+        ids = []
+        for _ in range(count):
+            line = {"sku": self.SKU, "quantity": 1}
+            order = await self.call("POST", "/orders", {"lines": [line]})
+            ids.append(str(order["id"]))  # WooCommerce ids are numbers
+        await self.call("POST", "/webhooks/flush")
+        self.receiver.take()  # order webhooks are not what these tests look at
+        return ids
+
+    async def effective_changes(self) -> int:
+        return int((await self.call("GET", "/state"))["effective_changes"])
+
+    async def start_rate_limit_storm(self, retry_after_s: int) -> None:
+        await self.call("PUT", "/faults", {"storm_s": 60, "storm_retry_after_s": retry_after_s})
+
+    async def capture_deliveries(self, copies: int) -> list[Delivery]:
+        await self.call(
+            "PUT",
+            "/faults",
+            {"duplicate_rate": 1.0 if copies > 1 else 0.0, "duplicate_max": max(copies - 1, 0)},
+        )
+        await self.seed_orders(0)
+        self.receiver.take()
+        await self.call("POST", "/orders", {"lines": [{"sku": self.SKU, "quantity": 1}]})
+        flushed = await self.call("POST", "/webhooks/flush", {"timeout_s": 10})
+        assert flushed["idle"], flushed
+        await self.call("PUT", "/faults", {"duplicate_rate": 0.0})
+        return [d for d in self.receiver.take() if self.keeps(d)]
+
+    def keeps(self, delivery: Delivery) -> bool:
+        """Whether a captured delivery is one the contract looks at (all, by default)."""
+        return True
+
+    async def aclose(self) -> None:
+        await self.control.aclose()
 
 
 def ids_of(pages: list[OrderPage]) -> list[str]:
@@ -336,4 +403,3 @@ def _tamperings(delivery: Delivery, signature_header: str) -> list[_Tampered]:
         _Tampered({**headers, name: ""}, body, "an empty signature"),
         _Tampered({**headers, name: "%%not-a-signature%%"}, body, "a malformed signature"),
     ]
-
