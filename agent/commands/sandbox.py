@@ -37,6 +37,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         metavar="N",
         help=f"create N listings SKU-001.. with {SEED_QUANTITY} units each",
     )
+    parser.add_argument(
+        "--record-exchanges",
+        action="store_true",
+        help="record every API request and response (GET /_control/exchanges)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -64,6 +69,8 @@ async def _serve(args: argparse.Namespace) -> int:
     }
     if args.api_key:
         options["api_key"] = args.api_key
+    if args.record_exchanges:
+        options["record_exchanges"] = True
     sandbox = SANDBOXES[args.kind](**options)
     if args.seed_skus:
         sandbox.seed_catalog(

@@ -14,6 +14,11 @@ channel alike:
     GET  /_control/webhooks         the webhook settings, attempt log and pending count
     PUT  /_control/webhooks         {"url", "secret", "retry_delays", "speed", "timeout_s"}
     POST /_control/webhooks/flush   wait (bounded) until every webhook is delivered or given up
+    GET  /_control/exchanges        recorded API exchanges with bodies (see `exchanges.py`):
+                                    {"recording", "exchanges", "next", "dropped", "limit"};
+                                    `?since=N` from index N on, `?route=GET /orders/{id}` one route
+    PUT  /_control/exchanges        {"record": bool} switch recording on or off
+    DELETE /_control/exchanges      forget the recorded exchanges
 
 The control API takes no auth and no faults: it is how tests and the demo play shopper and
 inspect the channel, never part of the channel's API.
@@ -35,6 +40,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from connectors.sandbox.clock import SandboxClock, format_timestamp
+from connectors.sandbox.exchanges import DEFAULT_LIMIT as DEFAULT_EXCHANGE_LIMIT
+from connectors.sandbox.exchanges import ExchangeRecorder
 from connectors.sandbox.faults import (
     CONTROL_PREFIX,
     FAULT_KEY,
@@ -158,6 +165,8 @@ class SandboxBase:
         speed: float = 1.0,
         webhook_timeout_s: float = DEFAULT_TIMEOUT_S,
         request_log_size: int = 10_000,
+        record_exchanges: bool = False,
+        exchange_log_size: int = DEFAULT_EXCHANGE_LIMIT,
     ) -> None:
         self.clock = clock if clock is not None else SandboxClock()
         self.faults = Faults(seed=seed)
@@ -176,6 +185,7 @@ class SandboxBase:
         self.requests: deque[RequestRecord] = deque(maxlen=request_log_size)
         self.route_counts: Counter[str] = Counter()
         self.status_counts: Counter[str] = Counter()
+        self.exchanges = ExchangeRecorder(record=record_exchanges, limit=exchange_log_size)
 
     # -- hooks for channel sandboxes ------------------------------------------------------------
 
@@ -216,6 +226,7 @@ class SandboxBase:
         app = web.Application(
             middlewares=[
                 self._log_requests,
+                self.exchanges.middleware(lambda: self.clock.now().timestamp()),
                 faults_middleware(self.faults, self.clock, respond=self.error_response),
                 *self._only_api(self.api_middlewares()),
             ]
@@ -231,6 +242,9 @@ class SandboxBase:
             web.get(f"{CONTROL_PREFIX}/webhooks", self._control_get_webhooks),
             web.put(f"{CONTROL_PREFIX}/webhooks", self._control_put_webhooks),
             web.post(f"{CONTROL_PREFIX}/webhooks/flush", self._control_flush),
+            web.get(f"{CONTROL_PREFIX}/exchanges", self._control_get_exchanges),
+            web.put(f"{CONTROL_PREFIX}/exchanges", self._control_put_exchanges),
+            web.delete(f"{CONTROL_PREFIX}/exchanges", self._control_delete_exchanges),
         ]
         app.add_routes(control)
         self.add_routes(app)
@@ -243,6 +257,7 @@ class SandboxBase:
         self.requests.clear()
         self.route_counts.clear()
         self.status_counts.clear()
+        self.exchanges.clear()
         self.reset_truth()
 
     def state(self) -> dict[str, Any]:
@@ -352,6 +367,36 @@ class SandboxBase:
         # Appended as they finish; listed as they arrived.
         ordered = sorted(self.requests, key=lambda record: record.at)
         return json_response({"requests": [r.to_dict() for r in ordered], **self.request_stats()})
+
+    async def _control_get_exchanges(self, request: web.Request) -> web.Response:
+        since_text = request.query.get("since", "0")
+        try:
+            since = int(since_text)
+        except ValueError:
+            raise JsonError(400, "invalid_since", "since must be an integer index") from None
+        route = request.query.get("route") or None
+        return json_response(self.exchanges.snapshot(since=since, route=route))
+
+    async def _control_put_exchanges(self, request: web.Request) -> web.Response:
+        data = await read_json(request)
+        if (
+            not isinstance(data, dict)
+            or set(data) != {"record"}
+            or not isinstance(data["record"], bool)
+        ):
+            raise JsonError(400, "invalid_exchanges", 'expected {"record": true or false}')
+        self.exchanges.recording = data["record"]
+        return json_response(self._exchange_status())
+
+    async def _control_delete_exchanges(self, request: web.Request) -> web.Response:
+        self.exchanges.clear()
+        return json_response(self._exchange_status())
+
+    def _exchange_status(self) -> dict[str, Any]:
+        """The recorder's switch and counters, without the exchanges."""
+        status = self.exchanges.snapshot(since=self.exchanges.recorded)
+        del status["exchanges"]
+        return {**status, "count": len(self.exchanges.exchanges)}
 
     async def _control_get_webhooks(self, request: web.Request) -> web.Response:
         return json_response(self.sender.snapshot())
