@@ -15,11 +15,13 @@ from connectors.sandbox.app import (
 from connectors.sandbox.clock import ManualClock, SandboxClock, format_timestamp
 from connectors.sandbox.faults import Faults, faults_middleware, is_api_request
 from connectors.sandbox.ratelimit import CostBucketRule, Decision, RateRule, TokenBucketRule
-from connectors.sandbox.registry import SANDBOXES
+from connectors.sandbox.registry import SANDBOX_CHANNELS, SANDBOXES, ChannelKeys
 from connectors.sandbox.webhooks import WebhookAttempt, WebhookSender
 
 __all__ = [
     "SANDBOXES",
+    "SANDBOX_CHANNELS",
+    "ChannelKeys",
     "SANDBOX_KEY",
     "CostBucketRule",
     "Decision",

@@ -1,8 +1,10 @@
-"""Which sandbox runs for which channel kind (`storesync sandbox KIND`, the demo, the tests)."""
+"""Which sandbox runs for which channel kind (`storesync sandbox KIND`, the demo, the tests), and
+the config keys that point a channel of that kind at its sandbox."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.sandbox.app import SandboxBase
@@ -37,4 +39,47 @@ SANDBOXES: dict[str, Callable[..., SandboxBase]] = {
     "reference": _reference,
     "shopify": _shopify,
     "woocommerce": _woocommerce,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelKeys:
+    """A [channels.<name>] table's keys for a sandbox: plain values, and which key holds the
+    sandbox's `api_key` (the caller writes it as a literal, an env or a file reference)."""
+
+    plain: dict[str, Any]
+    secret_key: str
+    # Whether storesync hears this channel through webhooks (else it polls only).
+    webhooks: bool = True
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _reference_keys(url: str) -> ChannelKeys:
+    return ChannelKeys({"api_url": url}, "api_key")
+
+
+def _shopify_keys(url: str) -> ChannelKeys:
+    from connectors.shopify.sandbox import DEFAULT_API_VERSION, DEFAULT_SHOP
+
+    return ChannelKeys(
+        {"shop": DEFAULT_SHOP, "api_url": f"{url}/admin/api/{DEFAULT_API_VERSION}"},
+        "access_token",
+    )
+
+
+def _woocommerce_keys(url: str) -> ChannelKeys:
+    from connectors.woocommerce.sandbox import DEFAULT_CONSUMER_KEY
+
+    # `--api-key` is the consumer secret; the consumer key is the sandbox's fixed one.
+    return ChannelKeys(
+        {"api_url": url, "consumer_key": DEFAULT_CONSUMER_KEY, "shipment_tracking": True},
+        "consumer_secret",
+    )
+
+
+# kind -> the keys for a channel pointed at that kind's sandbox served at `url`.
+SANDBOX_CHANNELS: dict[str, Callable[[str], ChannelKeys]] = {
+    "reference": _reference_keys,
+    "shopify": _shopify_keys,
+    "woocommerce": _woocommerce_keys,
 }

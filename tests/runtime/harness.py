@@ -18,6 +18,7 @@ import httpx
 
 from agent.processes import Child, child_env, free_port
 from agent.processes import wait_until as _wait_until
+from agent.sandbox_config import channel_table, secret_env, secret_file
 
 T = TypeVar("T")
 
@@ -136,15 +137,19 @@ class Daemon:
         self.db = tmp / "storesync.db"
         self.sandboxes = {s.name: s for s in sandboxes}
         channels = "".join(
-            f"""
-[channels.{s.name}]
-kind = "{s.kind}"
-{self._credentials(tmp, s, key_files)}
-webhook_secret = {{ env = "SECRET_{s.name.upper()}" }}
-poll_interval = "{poll_interval}"
-reconcile_interval = "{reconcile_interval}"
-{(channel_toml or {}).get(s.name, "")}
-"""
+            channel_table(
+                s.name,
+                s.kind,
+                s.url,
+                self._key_ref(tmp, s, key_files),
+                {
+                    "webhook_secret": secret_env(f"SECRET_{s.name.upper()}"),
+                    "poll_interval": poll_interval,
+                    "reconcile_interval": reconcile_interval,
+                },
+            )
+            + (channel_toml or {}).get(s.name, "")
+            + "\n"
             for s in sandboxes
         )
         self.env = child_env(
@@ -177,30 +182,13 @@ push_retry_max = "2s"
         self.ops = f"http://127.0.0.1:{self.ops_port}"
         self.webhooks = f"http://127.0.0.1:{self.webhook_port}"
 
-    @classmethod
-    def _credentials(cls, tmp: Path, sandbox: Sandbox, key_files: bool) -> str:
-        """The config keys that point a channel of this kind at its sandbox."""
-        key = cls._key_ref(tmp, sandbox, key_files)
-        if sandbox.kind == "woocommerce":
-            # The sandbox takes --api-key as the consumer secret with a fixed consumer key.
-            return (
-                f'api_url = "{sandbox.url}"\nconsumer_key = "ck_storesync_sandbox"\n'
-                f"consumer_secret = {key}\nshipment_tracking = true"
-            )
-        if sandbox.kind == "shopify":
-            return (
-                f'shop = "sandbox.myshopify.com"\napi_url = "{sandbox.url}/admin/api/2026-07"'
-                f"\naccess_token = {key}"
-            )
-        return f'api_url = "{sandbox.url}"\napi_key = {key}'
-
     @staticmethod
-    def _key_ref(tmp: Path, sandbox: Sandbox, key_files: bool) -> str:
+    def _key_ref(tmp: Path, sandbox: Sandbox, key_files: bool) -> dict[str, str]:
         """The channel's API key as an env reference, or a file a test can rewrite."""
         if not key_files:
-            return f'{{ env = "KEY_{sandbox.name.upper()}" }}'
+            return secret_env(f"KEY_{sandbox.name.upper()}")
         (tmp / f"key-{sandbox.name}.txt").write_text(sandbox.api_key + "\n")
-        return f'{{ file = "key-{sandbox.name}.txt" }}'
+        return secret_file(f"key-{sandbox.name}.txt")
 
     def start(self, *, wait: bool = True, **env: str) -> Daemon:
         self.process = Child(
