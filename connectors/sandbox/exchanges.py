@@ -9,6 +9,7 @@ One exchange is a JSON object:
 
     index                  position in the recording, counted from 0 and never reused
     method, path           as the client sent them (path percent-decoded)
+    raw_path               the path still percent-encoded (a SKU holding "/" stays one segment)
     query                  {name: [values]}, secrets redacted
     route                  the matched route template, e.g. "GET /orders/{id}"
     status                 the HTTP status, or null when the connection was reset
@@ -265,6 +266,7 @@ def _exchange(
     return {
         "method": request.method,
         "path": request.path,
+        "raw_path": request.rel_url.raw_path,
         "query": redact_pairs(request.query.items()),
         "route": f"{request.method} {template}",
         "status": status,

@@ -227,11 +227,12 @@ async def test_credentials_are_redacted_everywhere(recording: Ref) -> None:
 
 async def test_other_bodies_are_kept_as_text(recording: Ref) -> None:
     response = await recording.http.put(
-        "/upload/doc", content=b"<feed>1</feed>", headers={"Content-Type": "text/xml"}
+        "/upload/doc%2Fv1", content=b"<feed>1</feed>", headers={"Content-Type": "text/xml"}
     )
     assert response.text == "stored 14 chars"
     (upload,) = (await recording.exchanges())["exchanges"]
     assert upload["route"] == "PUT /upload/{name}"
+    assert upload["path"] == "/upload/doc/v1" and upload["raw_path"] == "/upload/doc%2Fv1"
     assert upload["request_text"] == "<feed>1</feed>" and upload["request_json"] is None
     assert upload["response_content_type"] == "text/plain"
     assert upload["response_text"] == "stored 14 chars" and upload["response_json"] is None
