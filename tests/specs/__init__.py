@@ -5,6 +5,7 @@ what the vendor publishes?
 
     model = amazon_model("ordersV0.json")                 # Swagger 2.0, cached per file
     model = ebay_model("sell_fulfillment_v1_oas3.json")   # OpenAPI 3.0; skips the test if absent
+    model = ebay_model("sell_inventory_v1_oas3.json", strict=True)  # unlisted properties fail too
     model.check_request(method, path, query, body)        # path as sent, base path or not
     model.check_response(method, path, status, body)
     model.check_exchange(exchange, ignore_paths=["/auth/o2/token"])   # GET /_control/exchanges
@@ -35,8 +36,8 @@ def _load(path: Path) -> Any:
 
 
 @cache
-def _model(path: Path) -> OpenApiModel:
-    return OpenApiModel(_load(path), name=path.name)
+def _model(path: Path, strict: bool) -> OpenApiModel:
+    return OpenApiModel(_load(path), name=path.name, strict=strict)
 
 
 @cache
@@ -44,14 +45,20 @@ def _feed(path: Path) -> FeedSchema:
     return FeedSchema(_load(path), name=path.name)
 
 
-def amazon_model(name: str) -> OpenApiModel:
-    """An Amazon SP-API Swagger 2.0 model, e.g. "ordersV0.json" (loaded and compiled once)."""
-    return _model(amazon_spec_path(name))
+def amazon_model(name: str, *, strict: bool = False) -> OpenApiModel:
+    """An Amazon SP-API Swagger 2.0 model, e.g. "ordersV0.json" (loaded and compiled once).
+
+    `strict=True` also refuses object properties the model does not list (see openapi.py).
+    """
+    return _model(amazon_spec_path(name), strict)
 
 
-def ebay_model(name: str) -> OpenApiModel:
-    """An eBay OpenAPI 3.0 spec, e.g. "sell_inventory_v1_oas3.json"; skips the test if absent."""
-    return _model(ebay_spec_path(name))
+def ebay_model(name: str, *, strict: bool = False) -> OpenApiModel:
+    """An eBay OpenAPI 3.0 spec, e.g. "sell_inventory_v1_oas3.json"; skips the test if absent.
+
+    `strict=True` also refuses object properties the spec does not list (see openapi.py).
+    """
+    return _model(ebay_spec_path(name), strict)
 
 
 def feed_schema(name: str) -> FeedSchema:

@@ -44,6 +44,7 @@ def violations(call: Any, *args: Any, **kwargs: Any) -> list[str]:
 
 def test_models_are_loaded_once() -> None:
     assert amazon_model("ordersV0.json") is amazon_model("ordersV0.json")
+    assert amazon_model("ordersV0.json", strict=True) is not amazon_model("ordersV0.json")
     assert feed_schema("listings-feed-schema-v2.json") is feed_schema(
         "listings-feed-schema-v2.json"
     )
@@ -184,6 +185,12 @@ def test_get_orders_responses() -> None:
         model.check_schema("NoSuchDefinition", {})
 
 
+def test_strict_mode_refuses_unlisted_properties() -> None:
+    misspelt = {**ORDER, "OrderStatuss": "Shipped"}
+    amazon_model("ordersV0.json").check_schema("Order", misspelt)  # the model allows extras
+    assert violations(amazon_model("ordersV0.json", strict=True).check_schema, "Order", misspelt)
+
+
 def test_undeclared_statuses_and_empty_answers() -> None:
     model = amazon_model("ordersV0.json")
     assert violations(model.check_response, "GET", ORDERS, 401, {"errors": []}) == [
@@ -220,12 +227,13 @@ def _vendor_examples() -> Iterator[tuple[str, str, str, int, Any]]:
 KNOWN_BAD_EXAMPLES = {("ordersV0.json", "/orders/v0/orders/{orderId}/orderItems/buyerInfo", 200)}
 
 
-def test_amazon_response_examples_pass_with_date_time_checks_on() -> None:
+@pytest.mark.parametrize("strict", [False, True])
+def test_amazon_response_examples_pass_with_date_time_checks_on(strict: bool) -> None:
     checked, failing = 0, set()
     for name, method, template, status, body in _vendor_examples():
         checked += 1
         try:
-            amazon_model(name).check_response(method, template, status, body)
+            amazon_model(name, strict=strict).check_response(method, template, status, body)
         except SpecViolation:
             failing.add((name, template, status))
     assert checked > 60
