@@ -65,9 +65,18 @@ _SECRET_HEADERS = frozenset(
 _SECRET_WORDS = ("token", "secret", "password", "signature", "api_key", "apikey", "api-key")
 # Names that contain a secret word but are not secrets.
 _NOT_SECRET = frozenset(
-    {"token_type", "expires_in", "nexttoken", "next_token", "continuationtoken"}
+    {
+        "token_type",
+        "nexttoken",
+        "next_token",
+        "pagetoken",
+        "page_token",
+        "continuationtoken",
+        "continuation_token",
+    }
 )
-# Form and query names that carry credentials without a secret word in them.
+# Form and query names that carry credentials without a secret word in them (an OAuth `code`);
+# in JSON bodies these names mean other things (an error's "code") and are kept.
 _SECRET_FIELDS = frozenset({"code", "consumer_key", "client_assertion", "x-amz-credential"})
 # Response headers that say nothing about the API.
 _NOISE_HEADERS = frozenset(
@@ -77,12 +86,14 @@ _NOISE_HEADERS = frozenset(
 Clock = Callable[[], float]
 
 
-def is_secret_name(name: str) -> bool:
+def is_secret_name(name: str, *, in_json: bool = False) -> bool:
     """Whether a header, query, form or JSON field of this name holds a credential."""
     lowered = name.lower()
     if lowered in _NOT_SECRET:
         return False
-    return lowered in _SECRET_FIELDS or any(word in lowered for word in _SECRET_WORDS)
+    if not in_json and lowered in _SECRET_FIELDS:
+        return True
+    return any(word in lowered for word in _SECRET_WORDS)
 
 
 def redact_header(name: str, value: str) -> str:
@@ -113,7 +124,9 @@ def redact_json(value: Any) -> Any:
     """A copy of a JSON value with secret-named string fields hidden (types unchanged)."""
     if isinstance(value, dict):
         return {
-            key: REDACTED if isinstance(item, str) and is_secret_name(key) else redact_json(item)
+            key: REDACTED
+            if isinstance(item, str) and is_secret_name(key, in_json=True)
+            else redact_json(item)
             for key, item in value.items()
         }
     if isinstance(value, list):

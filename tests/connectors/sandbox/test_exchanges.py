@@ -163,7 +163,7 @@ async def test_request_and_response_bodies_are_captured(recording: Ref) -> None:
 
 async def test_route_templates_errors_and_the_route_filter(recording: Ref) -> None:
     missing = await recording.http.get("/orders/nope")
-    assert missing.status_code == 404
+    assert missing.status_code == 404 and missing.json()["error"]
     await recording.http.get("/listings")
     await recording.http.get("/no/such/path")
 
@@ -192,7 +192,12 @@ async def test_control_requests_are_never_recorded(recording: Ref) -> None:
 async def test_credentials_are_redacted_everywhere(recording: Ref) -> None:
     response = await recording.http.post(
         "/auth/token",
-        data={"grant_type": "refresh_token", "refresh_token": "rt-secret", "client_id": "app"},
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": "rt-secret",
+            "client_id": "app",
+            "code": "oauth-code",
+        },
         headers={"x-amz-access-token": "atz-secret"},
     )
     assert response.json()["access_token"] == "at-for-rt-secret"  # the handler read the form
@@ -200,12 +205,16 @@ async def test_credentials_are_redacted_everywhere(recording: Ref) -> None:
         "/listings", params={"consumer_key": "ck_secret", "consumer_secret": "cs_secret", "page": 1}
     )
 
-    token, listing = (await recording.exchanges())["exchanges"]
+    # In JSON a "code" is an error code, not an OAuth code: kept.
+    await recording.http.put("/upload/doc", json={"code": "InvalidInput", "client_secret": "cs2"})
+
+    token, listing, upload = (await recording.exchanges())["exchanges"]
     assert token["request_content_type"] == "application/x-www-form-urlencoded"
     assert token["request_form"] == {
         "grant_type": ["refresh_token"],
         "refresh_token": [REDACTED],
         "client_id": ["app"],
+        "code": [REDACTED],
     }
     assert token["request_json"] is None
     assert token["request_headers"]["authorization"] == f"Bearer {REDACTED}"
@@ -220,8 +229,10 @@ async def test_credentials_are_redacted_everywhere(recording: Ref) -> None:
         "consumer_secret": [REDACTED],
         "page": ["1"],
     }
+    assert upload["request_json"] == {"code": "InvalidInput", "client_secret": REDACTED}
     everything = str(await recording.exchanges())
-    for secret in ("rt-secret", "atz-secret", "ck_secret", "cs_secret", DEFAULT_API_KEY):
+    secrets = ("rt-secret", "oauth-code", "atz-secret", "ck_secret", "cs_secret", "cs2")
+    for secret in (*secrets, DEFAULT_API_KEY):
         assert secret not in everything
 
 
