@@ -1,0 +1,1 @@
+"""eBay: the Sell Fulfillment and Inventory APIs (client, connector, order mapping, sandbox)."""
