@@ -1111,7 +1111,8 @@ class EbaySandbox(SandboxBase):
             f"{self._base_url(request)}{FULFILLMENT}/order/{order.order_id}"
             f"/shipping_fulfillment/{quote(fulfillment_id, safe='')}"
         )
-        return json_response({}, status=201, headers={"Location": location})
+        # 201 with the fulfillment in Location and no body (OAS createShippingFulfillment).
+        return web.Response(status=201, headers={"Location": location})
 
     # -- API: Inventory ----------------------------------------------------------------------------
 
