@@ -127,6 +127,7 @@ class Runtime:
             max_attempts=self.config.sync.inbox_max_attempts,
             metrics=self.metrics,
             on_auth_error=self._inbox_auth_error,
+            on_applied=self.wake_pushers,
         )
         self.metrics.watch_store(
             self.store.reader,

@@ -47,8 +47,11 @@ class InboxProcessor:
         max_attempts: int,
         metrics: Metrics,
         on_auth_error: Callable[[str, AuthError], None],
+        on_applied: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
+        # Called after deliveries were applied: they may have queued pushes for any channel.
+        self._on_applied = on_applied
         self._engine = engine
         self._connectors = connectors
         self.max_attempts = max_attempts
@@ -93,7 +96,10 @@ class InboxProcessor:
             with structlog.contextvars.bound_contextvars(
                 channel=row.channel, delivery=row.delivery_key, topic=row.topic
             ):
-                settled += await self._process(row)
+                done = await self._process(row)
+            if done:
+                settled += done
+                self._on_applied()  # wake the pushers now, not after the whole batch
         return settled
 
     async def _process(self, row: InboxRow) -> int:
