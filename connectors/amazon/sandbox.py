@@ -1577,6 +1577,13 @@ _ALLOWED = {
 }
 
 
+_SHAPES: Mapping[str, tuple[type, str]] = {
+    "productType": (str, "a non-empty string"),
+    "patches": (list, "a non-empty list of operations"),
+    "attributes": (dict, "a non-empty object"),
+}
+
+
 def _message_problems(message: Any, seen: set[int]) -> list[str]:
     """What listings-feed-schema-v2.json forbids in one message."""
     if not isinstance(message, dict):
@@ -1603,18 +1610,10 @@ def _message_problems(message: Any, seen: set[int]) -> list[str]:
     problems += [
         f"{name} is not allowed for {operation}." for name in sorted(forbidden & set(message))
     ]
-    if "productType" in required and not (
-        isinstance(message.get("productType"), str) and message["productType"]
-    ):
-        problems.append("productType must be a non-empty string.")
-    if "patches" in required and not (
-        isinstance(message.get("patches"), list) and message["patches"]
-    ):
-        problems.append("patches must list at least one operation.")
-    if "attributes" in required and not (
-        isinstance(message.get("attributes"), dict) and message["attributes"]
-    ):
-        problems.append("attributes must be a non-empty object.")
+    for name in sorted(required & set(message)):
+        kind, wanted = _SHAPES[name]
+        if not isinstance(message[name], kind) or not message[name]:
+            problems.append(f"{name} must be {wanted}.")
     return problems
 
 
