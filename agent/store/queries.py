@@ -217,3 +217,21 @@ def order_report(conn: sqlite3.Connection, channel: str, external_id: str) -> di
         "lines": lines,
         "shipments": shipments,
     }
+
+
+def published_numbers(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
+    """The number the engine wants each channel to show, by channel and SKU."""
+    numbers: dict[str, dict[str, int]] = {}
+    for channel, sku, qty in conn.execute(
+        "SELECT channel, sku, target_qty FROM listings WHERE target_qty IS NOT NULL"
+    ):
+        numbers.setdefault(channel, {})[sku] = int(qty)
+    return numbers
+
+
+def stored_order_ids(conn: sqlite3.Connection) -> dict[str, set[str]]:
+    """Every stored order's channel id, by channel."""
+    ids: dict[str, set[str]] = {}
+    for channel, external_id in conn.execute("SELECT channel, external_id FROM orders"):
+        ids.setdefault(channel, set()).add(external_id)
+    return ids

@@ -235,6 +235,10 @@ class ReferenceSandbox(SandboxBase):
         self.records = _Truth()
         self.limit.reset()
 
+    def levels(self) -> dict[str, int | None]:
+        """Each listing's quantity, by SKU."""
+        return {sku: item.quantity for sku, item in self.records.listings.items()}
+
     def seed_catalog(self, levels: Mapping[str, int]) -> dict[str, str]:
         """Create or update tracked listings; returns SKU -> listing id."""
         return {sku: self.upsert_listing(sku, quantity).id for sku, quantity in levels.items()}

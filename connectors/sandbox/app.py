@@ -207,6 +207,12 @@ class SandboxBase:
         """Create or update listings for SKUs with quantities; returns SKU -> channel id."""
         raise NotImplementedError(f"{type(self).__name__} cannot seed a catalog")
 
+    def levels(self) -> dict[str, int | None]:
+        """The quantity each listing shows buyers now, by SKU (what the demo and benchmarks
+        watch). Channels override it with a cheap read; this default builds the whole truth."""
+        listings = self.truth().get("listings", {})
+        return {sku: entry.get("quantity") for sku, entry in listings.items()}
+
     def error_response(
         self, status: int, code: str, headers: Mapping[str, str]
     ) -> web.StreamResponse:

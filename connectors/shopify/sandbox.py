@@ -452,6 +452,12 @@ class ShopifySandbox(SandboxBase):
                 for o in t.orders.values()
                 for f in o.fulfillments
             ],
+            # The fulfillments in the shape every sandbox's truth shares.
+            "shipments": [
+                {"order_id": str(f.order_id), "tracking_number": f.number, "carrier": f.company}
+                for o in t.orders.values()
+                for f in o.fulfillments
+            ],
             "fulfillment_orders": {
                 str(fo.id): {
                     "order_id": str(fo.order_id),
@@ -491,6 +497,14 @@ class ShopifySandbox(SandboxBase):
         self.records = _Truth()
         self.limit.reset()
         self._seed_locations()
+
+    def levels(self) -> dict[str, int | None]:
+        """Each SKU's available quantity at the primary location."""
+        t = self.records
+        primary = t.primary
+        return {
+            v.sku: t.levels.get((v.item_id, primary.id)) for v in t.variants.values() if v.sku
+        }
 
     def seed_catalog(self, levels: Mapping[str, int]) -> dict[str, str]:
         """Create or update tracked variants stocked at the primary location; SKU -> variant id."""

@@ -551,6 +551,16 @@ class WooCommerceSandbox(SandboxBase):
             "orders": {str(o.id): o.to_api() for o in t.orders.values()},
             "notes": {str(order_id): list(notes) for order_id, notes in t.notes.items()},
             "trackings": {str(order_id): list(items) for order_id, items in t.trackings.items()},
+            # The same shipments in the shape every sandbox's truth shares.
+            "shipments": [
+                {
+                    "order_id": str(order_id),
+                    "tracking_number": item["tracking_number"],
+                    "carrier": item["tracking_provider"],
+                }
+                for order_id, items in t.trackings.items()
+                for item in items
+            ],
             "stock_writes": t.stock_writes,
             "effective_changes": t.effective_changes,
             "over_limit": self.limit.over_limit if self.limit is not None else 0,
@@ -567,6 +577,10 @@ class WooCommerceSandbox(SandboxBase):
         self._pings.clear()
         if self.limit is not None:
             self.limit.reset()
+
+    def levels(self) -> dict[str, int | None]:
+        """Each SKU's stock quantity."""
+        return {item.sku: item.stock for item in self.records.products.values() if item.sku}
 
     def seed_catalog(
         self, levels: Mapping[str, int], *, variations: int | None = None
