@@ -166,8 +166,11 @@ class EbayConnector:
             watermark, offset, first_total = since, 0, None
         else:
             watermark, start, offset, first_total = self._read_cursor(cursor, started)
+        oldest = started - FILTER_WINDOW + WINDOW_MARGIN
+        if start is not None and start < oldest:
+            start, offset, first_total = None, 0, None  # a run left for months: start it again
         if start is None:
-            start = max(watermark - self._lookback, started - FILTER_WINDOW + WINDOW_MARGIN)
+            start = max(watermark - self._lookback, oldest)
         filter_text = date_range_filter("lastmodifieddate", start)
         newest: datetime | None = None
         shrank = False

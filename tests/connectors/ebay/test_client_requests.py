@@ -671,3 +671,19 @@ async def test_webhooks_are_refused_in_this_version(connector: EbayConnector) ->
     assert connector.capabilities.webhooks is False
     with pytest.raises(WebhookRejected, match="polls"):
         connector.verify_webhook({}, b"{}")
+
+
+async def test_a_run_resumed_after_months_starts_again_inside_the_window(
+    api: respx.MockRouter, token: respx.Route, connector: EbayConnector
+) -> None:
+    route = api.get(ORDERS).mock(return_value=httpx.Response(200, json={"total": 0}))
+    cursor = json.dumps(
+        {"since": "2025-10-01T00:00:00.000Z", "from": "2025-09-30T23:55:00.000Z",
+         "offset": 400, "total": 900}
+    )  # fmt: skip
+    [page async for page in connector.fetch_orders(cursor)]
+    sent = route.calls.last.request.url.params
+    assert (sent["offset"], sent["filter"]) == (
+        "0",
+        "lastmodifieddate:[2025-12-01T13:00:00.000Z..]",
+    )
