@@ -656,7 +656,7 @@ class AmazonConnector:
                     f"order {order_id} is {status}: Amazon takes shipments once it is Unshipped",
                     retry_after=PENDING_ORDER_RETRY_S,
                 )
-            items = await self._package_items(shipment)
+            items = await self._package_items(shipment, order)
             if not items:
                 return PushResult(key, PushOutcome.DONE, "nothing left to ship")
             marketplace = order.get("MarketplaceId")
@@ -672,14 +672,15 @@ class AmazonConnector:
         except PermanentError as exc:
             return PushResult(key, PushOutcome.PERMANENT, str(exc))
 
-    async def _package_items(self, shipment: ShipmentPush) -> list[dict[str, Any]]:
+    async def _package_items(
+        self, shipment: ShipmentPush, order: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         """The package's orderItems; a shipment without lines ships every unshipped unit."""
         units: Counter[str] = Counter()
         for line in shipment.lines:
             units[line.line_id] += line.qty
         if not shipment.lines:
-            order = await self._complete({"AmazonOrderId": shipment.order_id})
-            for order_line in order.lines:
+            for order_line in (await self._complete(order)).lines:
                 units[order_line.line_id] += order_line.quantity - order_line.shipped
         return [
             {"orderItemId": item_id, "quantity": quantity}
