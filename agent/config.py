@@ -694,6 +694,11 @@ class EbayChannel(BaseChannel):
     refresh_token: Secret
     marketplace_id: NonEmptyStr = "EBAY_US"
     token_url: WebURL | None = None
+    # Calls per day per API when eBay granted more than the defaults (Application Growth
+    # Check): https://developer.ebay.com/develop/api/sell/api_call_limits
+    daily_limits: dict[Literal["fulfillment", "inventory", "identity"], PositiveInt] = Field(
+        default_factory=dict
+    )
 
 
 class ReferenceChannel(BaseChannel):

@@ -111,6 +111,8 @@ class Watch:
         self.samples: list[float] = []  # seconds, sales on channels that send webhooks
         self.polled_samples: list[float] = []  # sales on channels storesync polls
         self.by_origin: dict[str, list[float]] = defaultdict(list)  # every sample, by channel
+        # Per receiving channel: from a sale elsewhere until this channel showed it.
+        self.by_target: dict[str, list[float]] = defaultdict(list)
         self.discarded = 0
         self.changes = 0  # level changes seen, on every channel
         self._pending: dict[str, list[_Pending]] = defaultdict(list)
@@ -152,6 +154,7 @@ class Watch:
                     shown = self._levels[name].get(sku)
                     if shown is None or shown <= pending.ceiling:
                         pending.waiting.discard(name)
+                        self.by_target[name].append(now - pending.at)
                 if pending.waiting:
                     still.append(pending)
                 else:

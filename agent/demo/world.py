@@ -83,6 +83,11 @@ class WorldSettings:
     sandbox_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     channel_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     sync_toml: Mapping[str, Any] = field(default_factory=dict)
+    # Write a [skus.<sku>] table per SKU (readable for a demo; a 100k catalog comes from the
+    # stock import alone).
+    declare_skus: bool = True
+    # Units each channel lists at the start (default: `stock`, i.e. already in step).
+    channel_stock: int | None = None
 
 
 @dataclass(slots=True)
@@ -130,7 +135,9 @@ class World:
             sandbox = SANDBOXES[kind](
                 api_key=api_key, webhook_secret=secret, seed=self.settings.seed, **options
             )
-            sandbox.seed_catalog({sku: self.settings.stock for sku in self.settings.skus})
+            listed = self.settings.stock if self.settings.channel_stock is None else (
+                self.settings.channel_stock)
+            sandbox.seed_catalog({sku: listed for sku in self.settings.skus})
             served = await serve(sandbox.build_app())
             self.channels[kind] = Channel(
                 kind, kind, sandbox, served, SANDBOX_CHANNELS[kind](served.url), api_key, secret
@@ -166,7 +173,7 @@ class World:
                 *(f"{k} = {toml_value(v)}" for k, v in sync.items()),
                 "",
                 *tables,
-                *(f"[skus.{sku}]\n" for sku in s.skus),
+                *(f"[skus.{sku}]\n" for sku in (s.skus if s.declare_skus else ())),
             ]
         )
         self.config_path.write_text(text)

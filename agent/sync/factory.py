@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agent.config import (
     BaseChannel,
+    EbayChannel,
     ReferenceChannel,
     ShopifyChannel,
     SyncConfig,
@@ -61,4 +62,40 @@ def build_connector(name: str, channel: BaseChannel, sync: SyncConfig) -> Connec
             first_poll_window=sync.first_poll_window,
             order_lookback=sync.order_lookback,
         )
+    if isinstance(channel, EbayChannel):
+        from connectors.ebay.connector import EbayConnector
+
+        return EbayConnector(
+            name,
+            client_id=channel.client_id,
+            client_secret=channel.client_secret.reveal(),
+            refresh_token=channel.refresh_token.reveal(),
+            marketplace_id=channel.marketplace_id,
+            api_url=str(channel.api_url) if channel.api_url else None,
+            token_url=str(channel.token_url) if channel.token_url else None,
+            first_poll_window=sync.first_poll_window,
+            order_lookback=sync.order_lookback,
+            daily_limits={str(k): v for k, v in channel.daily_limits.items()} or None,
+        )
     raise NoConnector(f"storesync has no {channel.kind} connector yet; channel {name} is paused")
+
+
+def connector_class(kind: str) -> type[Connector]:
+    """The connector class for a channel kind (for its capabilities, before any config)."""
+    if kind == "reference":
+        from connectors.reference.connector import ReferenceConnector
+
+        return ReferenceConnector
+    if kind == "shopify":
+        from connectors.shopify.connector import ShopifyConnector
+
+        return ShopifyConnector
+    if kind == "woocommerce":
+        from connectors.woocommerce.connector import WooCommerceConnector
+
+        return WooCommerceConnector
+    if kind == "ebay":
+        from connectors.ebay.connector import EbayConnector
+
+        return EbayConnector
+    raise NoConnector(f"storesync has no {kind} connector yet")

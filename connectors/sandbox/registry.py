@@ -33,12 +33,20 @@ def _woocommerce(**options: Any) -> SandboxBase:
     return WooCommerceSandbox(**options)
 
 
+def _ebay(**options: Any) -> SandboxBase:
+    """eBay's Sell Fulfillment and Sell Inventory APIs, OAuth and daily quotas."""
+    from connectors.ebay.sandbox import EbaySandbox
+
+    return EbaySandbox(**options)
+
+
 # Every factory accepts the SandboxBase keywords (clock, seed, webhook_url, webhook_secret,
 # retry_delays, speed) plus `api_key`.
 SANDBOXES: dict[str, Callable[..., SandboxBase]] = {
     "reference": _reference,
     "shopify": _shopify,
     "woocommerce": _woocommerce,
+    "ebay": _ebay,
 }
 
 
@@ -77,9 +85,21 @@ def _woocommerce_keys(url: str) -> ChannelKeys:
     )
 
 
+def _ebay_keys(url: str) -> ChannelKeys:
+    from connectors.ebay.sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+
+    # The token endpoint is under api_url too; `--api-key` is the refresh token.
+    return ChannelKeys(
+        {"api_url": url, "client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET},
+        "refresh_token",
+        webhooks=False,
+    )
+
+
 # kind -> the keys for a channel pointed at that kind's sandbox served at `url`.
 SANDBOX_CHANNELS: dict[str, Callable[[str], ChannelKeys]] = {
     "reference": _reference_keys,
     "shopify": _shopify_keys,
     "woocommerce": _woocommerce_keys,
+    "ebay": _ebay_keys,
 }
