@@ -683,6 +683,23 @@ class AmazonChannel(BaseChannel):
     lwa_client_secret: Secret
     refresh_token: Secret
     lwa_url: WebURL | None = None
+    # How far behind now an order poll stops: getOrders requires LastUpdatedBefore to be at
+    # least two minutes in the past (ordersV0.json). Only a sandbox accepts less.
+    order_settle: Duration = timedelta(minutes=2)
+    # Stock pushes of more SKUs than this go as one JSON_LISTINGS_FEED, fewer as
+    # patchListingsItem calls (5 per second): https://developer-docs.amazon.com/sp-api/docs/
+    # listings-items-api-v2021-08-01-reference
+    feed_threshold: PositiveInt = 50
+
+    @model_validator(mode="after")
+    def _check_settle(self) -> AmazonChannel:
+        """Amazon's own endpoint refuses polls closer to now than two minutes."""
+        if self.api_url is None and self.order_settle < timedelta(minutes=2):
+            raise _custom_error(
+                "order_settle must be at least 2m against Amazon's API (getOrders refuses "
+                "LastUpdatedBefore later than 2 minutes ago); only a sandbox api_url accepts less"
+            )
+        return self
 
 
 class EbayChannel(BaseChannel):

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.demo.observe import Ledger, Watch, summary_ms
 from agent.demo.traffic import Traffic, TrafficSettings
-from agent.demo.world import World, WorldSettings
+from agent.demo.world import DEMO_NOTES, World, WorldSettings
 from agent.store.queries import stored_order_ids
 
 
@@ -27,7 +27,7 @@ class DemoOptions:
     world: WorldSettings
     traffic: TrafficSettings
     duration_s: float
-    settle_timeout_s: float = 90.0  # after the shoppers stop, how long convergence may take
+    settle_timeout_s: float = 150.0  # after the shoppers stop, how long convergence may take
 
 
 class DemoRun:
@@ -85,6 +85,9 @@ class DemoRun:
             for channel in world.channels.values():
                 self.say(f"  {channel.name:<12} sandbox {channel.url}/_control/state")
             self.say(f"config and database in {self.options.directory}")
+            for kind in world.channels:
+                if kind in DEMO_NOTES:
+                    self.say(f"note: {DEMO_NOTES[kind]}")
             polled = frozenset(
                 c.name for c in world.channels.values()
                 if not (self.options.world.webhooks and c.keys.webhooks)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agent.config import (
+    AmazonChannel,
     BaseChannel,
     EbayChannel,
     ReferenceChannel,
@@ -62,6 +63,24 @@ def build_connector(name: str, channel: BaseChannel, sync: SyncConfig) -> Connec
             first_poll_window=sync.first_poll_window,
             order_lookback=sync.order_lookback,
         )
+    if isinstance(channel, AmazonChannel):
+        from connectors.amazon.connector import AmazonConnector
+
+        return AmazonConnector(
+            name,
+            seller_id=channel.seller_id,
+            marketplace_ids=list(channel.marketplace_ids),
+            region=channel.region,
+            api_url=str(channel.api_url) if channel.api_url else None,
+            lwa_url=str(channel.lwa_url) if channel.lwa_url else None,
+            lwa_client_id=channel.lwa_client_id,
+            lwa_client_secret=channel.lwa_client_secret.reveal(),
+            refresh_token=channel.refresh_token.reveal(),
+            first_poll_window=sync.first_poll_window,
+            order_lookback=sync.order_lookback,
+            settle=channel.order_settle,
+            feed_threshold=channel.feed_threshold,
+        )
     if isinstance(channel, EbayChannel):
         from connectors.ebay.connector import EbayConnector
 
@@ -94,6 +113,10 @@ def connector_class(kind: str) -> type[Connector]:
         from connectors.woocommerce.connector import WooCommerceConnector
 
         return WooCommerceConnector
+    if kind == "amazon":
+        from connectors.amazon.connector import AmazonConnector
+
+        return AmazonConnector
     if kind == "ebay":
         from connectors.ebay.connector import EbayConnector
 

@@ -31,7 +31,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -87,9 +87,10 @@ DEFAULT_FEED_THRESHOLD = 50
 DEFAULT_SETTLE = timedelta(minutes=2)  # LastUpdatedBefore must be >= 2 minutes before now
 DEFAULT_CONFIRM_TIMEOUT = timedelta(seconds=15)
 DEFAULT_FEED_TIMEOUT = timedelta(seconds=60)
-NOT_APPLIED_RETRY_S = 30.0  # when Amazon accepted a change but does not show it yet
+NOT_APPLIED_RETRY_S = 5.0  # when Amazon accepted a change but does not show it yet (a re-read)
 FEED_RETRY_S = 60.0
 PENDING_MAX_AGE_S = 1800.0  # after this, an unconfirmed submission is sent again
+ITEMS_CACHE_SIZE = 20_000  # orders whose items are kept, newest first
 PENDING_ORDER_RETRY_S = 300.0
 FEED_TYPE = "JSON_LISTINGS_FEED"
 FULFILLMENT_ATTRIBUTE = "fulfillment_availability"
@@ -213,6 +214,10 @@ class AmazonConnector:
             sleep=sleep,
         )
         self._submitted: dict[str, _Submission] = {}
+        # Items of orders read lately, by (AmazonOrderId, LastUpdateDate): an order that has not
+        # changed since is completed without another getOrderItems call (0.5 per second), which
+        # is what keeps look-back re-reads and reconcile sweeps cheap.
+        self._items: OrderedDict[tuple[str, str], list[dict[str, Any]]] = OrderedDict()
         self._feed_skus: dict[str, dict[int, str]] = {}  # feed id -> messageId -> SKU
 
     # -- orders ------------------------------------------------------------------------------------
@@ -295,6 +300,11 @@ class AmazonConnector:
         if not isinstance(order, dict) or not isinstance(order.get("AmazonOrderId"), str):
             raise RetryableError(f"{self.name}: an Order without an AmazonOrderId")
         order_id = order["AmazonOrderId"]
+        version = (order_id, str(order.get("LastUpdateDate", "")))
+        cached = self._items.get(version)
+        if cached is not None:
+            self._items.move_to_end(version)
+            return build_order(self.name, order, cached)
         items: list[dict[str, Any]] = []
         token: str | None = None
         while True:
@@ -305,7 +315,11 @@ class AmazonConnector:
             items.extend(item for item in page if isinstance(item, dict))
             token = payload.get("NextToken") or None
             if not isinstance(token, str):
-                return build_order(self.name, order, items)
+                built = build_order(self.name, order, items)  # raises on items it cannot read
+                self._items[version] = items
+                while len(self._items) > ITEMS_CACHE_SIZE:
+                    self._items.popitem(last=False)
+                return built
 
     async def fetch_order(self, order_id: str) -> ChannelOrder | None:
         """One order by its AmazonOrderId, or None when Amazon has no such order."""

@@ -33,6 +33,13 @@ def _woocommerce(**options: Any) -> SandboxBase:
     return WooCommerceSandbox(**options)
 
 
+def _amazon(**options: Any) -> SandboxBase:
+    """Amazon's SP-API: LWA tokens, Orders v0, Listings Items, Feeds, per-operation limits."""
+    from connectors.amazon.sandbox import AmazonSandbox
+
+    return AmazonSandbox(**options)
+
+
 def _ebay(**options: Any) -> SandboxBase:
     """eBay's Sell Fulfillment and Sell Inventory APIs, OAuth and daily quotas."""
     from connectors.ebay.sandbox import EbaySandbox
@@ -46,6 +53,7 @@ SANDBOXES: dict[str, Callable[..., SandboxBase]] = {
     "reference": _reference,
     "shopify": _shopify,
     "woocommerce": _woocommerce,
+    "amazon": _amazon,
     "ebay": _ebay,
 }
 
@@ -85,6 +93,30 @@ def _woocommerce_keys(url: str) -> ChannelKeys:
     )
 
 
+def _amazon_keys(url: str) -> ChannelKeys:
+    from connectors.amazon.sandbox import (
+        CLIENT_ID,
+        CLIENT_SECRET,
+        MARKETPLACE_ID,
+        SELLER_ID,
+        TOKEN_PATH,
+    )
+
+    # `--api-key` is the LWA refresh token; the token endpoint is the sandbox's own.
+    return ChannelKeys(
+        {
+            "seller_id": SELLER_ID,
+            "marketplace_ids": [MARKETPLACE_ID],
+            "lwa_client_id": CLIENT_ID,
+            "lwa_client_secret": CLIENT_SECRET,
+            "api_url": url,
+            "lwa_url": f"{url}{TOKEN_PATH}",
+        },
+        "refresh_token",
+        webhooks=False,
+    )
+
+
 def _ebay_keys(url: str) -> ChannelKeys:
     from connectors.ebay.sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 
@@ -101,5 +133,6 @@ SANDBOX_CHANNELS: dict[str, Callable[[str], ChannelKeys]] = {
     "reference": _reference_keys,
     "shopify": _shopify_keys,
     "woocommerce": _woocommerce_keys,
+    "amazon": _amazon_keys,
     "ebay": _ebay_keys,
 }

@@ -506,3 +506,24 @@ def test_summary_describes_channels_bundles_and_overrides(tmp_path: Path) -> Non
     assert "sku overrides (2):" in summary
     assert "MUG (buffer 3)" in summary and "CUP (shop: fixed_qty 0)" in summary
     assert summary.endswith("warnings: none")
+
+
+AMAZON_TABLE = """
+[channels.amz]
+kind = "amazon"
+seller_id = "A2EXAMPLE"
+marketplace_ids = ["ATVPDKIKX0DER"]
+lwa_client_id = "amzn1.application-oa2-client.x"
+lwa_client_secret = "s3cret"
+refresh_token = "Atzr|x"
+order_settle = "10s"
+"""
+
+
+def test_amazon_order_settle_under_two_minutes_needs_a_sandbox(tmp_path: Path) -> None:
+    path = write_config(tmp_path, AMAZON_TABLE)
+    issue = find_issue(load_errors(path), path, "channels.amz")
+    assert "order_settle must be at least 2m" in issue.message
+    sandbox = write_config(tmp_path, AMAZON_TABLE + 'api_url = "http://127.0.0.1:9103"\n')
+    config = load_config(sandbox, environ=ENVIRON)
+    assert config.channels["amz"].order_settle.total_seconds() == 10  # type: ignore[union-attr]

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import respx
 
-from connectors.amazon.connector import AmazonConnector, package_reference
+from connectors.amazon.connector import NOT_APPLIED_RETRY_S, AmazonConnector, package_reference
 from connectors.base import (
     AuthError,
     ListingRef,
@@ -406,7 +406,7 @@ async def test_an_unconfirmed_patch_is_retried_without_submitting_again(
         (second,) = await connector.push_stock([push(listing("MUG"), 4)])
     finally:
         await connector.aclose()
-    assert first.outcome is PushOutcome.RETRY and first.retry_after == 30.0
+    assert first.outcome is PushOutcome.RETRY and first.retry_after == NOT_APPLIED_RETRY_S
     assert "not applied yet" in first.message
     assert second.outcome is PushOutcome.DONE
     assert patch.call_count == 1, "the accepted submission was waited on, not sent again"

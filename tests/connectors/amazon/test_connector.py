@@ -74,8 +74,13 @@ async def test_a_slow_apply_is_retried_then_confirmed_without_a_second_submissio
     (first,) = await connector.push_stock(batch)
     assert first.outcome is PushOutcome.RETRY and first.retry_after
     assert (await amazon.state())["listings"]["MUG"]["quantity"] == 5
-    amazon.clock.advance(first.retry_after)  # the outbox waits, then pushes again
-    (second,) = await connector.push_stock(batch)
+    second = first
+    for _ in range(10):  # the outbox waits retry_after each time, then pushes again
+        assert second.retry_after
+        amazon.clock.advance(second.retry_after)
+        (second,) = await connector.push_stock(batch)
+        if second.outcome is PushOutcome.DONE:
+            break
     state = await amazon.state()
     assert second.outcome is PushOutcome.DONE
     assert state["listings"]["MUG"]["quantity"] == 8
@@ -128,3 +133,28 @@ async def test_a_cancelled_or_fba_order_is_not_shipped_by_the_merchant(amazon: A
         )
         assert result.outcome is PushOutcome.PERMANENT, result
     assert (await amazon.state())["shipments"] == []
+
+
+async def test_a_reconcile_sweep_reads_no_items_of_orders_that_did_not_change(
+    amazon: Amazon,
+) -> None:
+    await amazon.call("POST", "/listings", {"listings": [{"sku": "MUG", "quantity": 50}]})
+    placed = [
+        (await amazon.call("POST", "/orders", {"lines": [{"sku": "MUG", "quantity": 1}]}))["id"]
+        for _ in range(5)
+    ]
+    amazon.clock.advance(TWO_MINUTES)
+    connector = amazon.connector()
+    since = amazon.clock.now() - timedelta(hours=1)
+    first = [o async for p in connector.fetch_orders(None, since=since) for o in p.orders]
+    calls = (await amazon.state())["requests"]["by_route"]
+    items_route = next(route for route in calls if route.endswith("/orderItems"))
+    read_once = calls[items_route]
+    await amazon.call("POST", f"/orders/{placed[0]}/cancel")  # one order changes
+    amazon.clock.advance(TWO_MINUTES)
+    again = [o async for p in connector.fetch_orders(None, since=since) for o in p.orders]
+    calls = (await amazon.state())["requests"]["by_route"]
+    assert read_once == 5
+    assert calls[items_route] == read_once + 1  # only the cancelled order's items again
+    assert {o.external_id: o.status for o in again}[placed[0]] is OrderStatus.CANCELLED
+    assert sorted(o.external_id for o in first) == sorted(placed)
