@@ -14,8 +14,14 @@ from typing import Any
 from agent.demo.world import WorldSettings
 
 
+# Polls as each channel's rate limits allow: Amazon's getOrders gives one call a minute after a
+# burst of 20 (ordersV0.json usage plan).
+POLL_INTERVALS = {"amazon": {"poll_interval": "60s"}}
+
+
 def storesync(kinds: Sequence[str], skus: Sequence[str], stock: int, **more: Any) -> WorldSettings:
     """The agent as shipped, with each channel's documented limits."""
+    more.setdefault("channel_options", {k: v for k, v in POLL_INTERVALS.items() if k in kinds})
     return WorldSettings(kinds=kinds, skus=skus, stock=stock, declare_skus=False, **more)
 
 

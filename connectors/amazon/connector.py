@@ -142,6 +142,9 @@ class _Submission:
     quantity: int
     feed_id: str | None
     at: float  # monotonic seconds
+    # The listing's summaries.lastUpdatedDate read just before submitting: once it changes,
+    # Amazon has processed the change, even if sales there since make the level differ.
+    stamp: str | None = None
 
 
 class AmazonConnector:
@@ -408,7 +411,16 @@ class AmazonConnector:
         return await self._read_levels([ref.sku for ref in listings])
 
     async def _read_levels(self, skus: Sequence[str]) -> dict[str, int]:
-        levels: dict[str, int] = {}
+        return {
+            sku: level
+            for sku, (level, _stamp) in (await self._read_listings(skus)).items()
+            if level is not None
+        }
+
+    async def _read_listings(self, skus: Sequence[str]) -> dict[str, tuple[int | None, str | None]]:
+        """Each SKU's MFN quantity and its summary's lastUpdatedDate, 20 SKUs a call."""
+        found: dict[str, tuple[int | None, str | None]] = {}
+        included = ("summaries", "fulfillmentAvailability")
         # identifiers is a comma-separated list: a SKU holding a comma is read on its own.
         listed = [sku for sku in dict.fromkeys(skus) if "," not in sku]
         alone = [sku for sku in dict.fromkeys(skus) if "," in sku]
@@ -417,24 +429,20 @@ class AmazonConnector:
             body = await self._api.search_listings(
                 self.seller_id,
                 self.marketplace_ids,
-                included=("fulfillmentAvailability",),
+                included=included,
                 page_size=SEARCH_PAGE,
                 skus=chunk,
             )
             items = body.get("items")
             for item in items if isinstance(items, list) else []:
                 sku = item.get("sku") if isinstance(item, dict) else None
-                level = _availability(item).get(MFN_CHANNEL)
-                if isinstance(sku, str) and sku in chunk and level is not None:
-                    levels[sku] = level
+                if isinstance(sku, str) and sku in chunk:
+                    found[sku] = (_availability(item).get(MFN_CHANNEL), _updated(item))
         for sku in alone:
-            item = await self._api.get_listing(
-                self.seller_id, sku, self.marketplace_ids, ("fulfillmentAvailability",)
-            )
-            level = _availability(item).get(MFN_CHANNEL) if item is not None else None
-            if level is not None:
-                levels[sku] = level
-        return levels
+            item = await self._api.get_listing(self.seller_id, sku, self.marketplace_ids, included)
+            if item is not None:
+                found[sku] = (_availability(item).get(MFN_CHANNEL), _updated(item))
+        return found
 
     # -- stock -------------------------------------------------------------------------------------
 
@@ -473,6 +481,8 @@ class AmazonConnector:
     async def _push_patches(self, pushes: Sequence[StockPush]) -> dict[str, PushResult]:
         results: dict[str, PushResult] = {}
         accepted: list[StockPush] = []
+        fresh = [p.listing.sku for p in pushes if self._in_flight(p) is None]
+        before = await self._read_listings(fresh) if fresh else {}
         for index, push in enumerate(pushes):
             sku = push.listing.sku
             if self._in_flight(push) is not None:
@@ -495,7 +505,8 @@ class AmazonConnector:
                 continue
             status = answer.get("status")
             if status == "ACCEPTED":
-                self._submitted[sku] = _Submission(push.quantity, None, self._monotonic())
+                stamp = before.get(sku, (None, None))[1]
+                self._submitted[sku] = _Submission(push.quantity, None, self._monotonic(), stamp)
                 accepted.append(push)
             elif status == "INVALID":
                 results[sku] = PushResult(
@@ -511,7 +522,11 @@ class AmazonConnector:
         return results
 
     async def _confirm(self, pushes: Sequence[StockPush]) -> dict[str, int]:
-        """Read levels back until every push shows its quantity, or the wait is over."""
+        """Read listings back until each push shows as processed, or the wait is over.
+
+        Processed: the level shows the pushed quantity, or the listing's lastUpdatedDate moved
+        since the submission (Amazon applied it, and sales there since moved the level on).
+        """
         wanted = {push.listing.sku: push.quantity for push in pushes}
         shown: dict[str, int] = {}
         deadline = self._monotonic() + self._confirm_timeout_s
@@ -523,14 +538,20 @@ class AmazonConnector:
             await self._sleep(min(delay, left))
             delay = min(delay * 2, 4.0)
             try:
-                levels = await self._read_levels(list(wanted))
+                listings = await self._read_listings(list(wanted))
             except ConnectorError as exc:
                 log.warning("reading levels back after a stock push failed", error=str(exc))
                 break
-            shown.update(levels)
-            for sku, level in levels.items():
-                if wanted.get(sku) == level:
-                    del wanted[sku]
+            for sku, (level, stamp) in listings.items():
+                if level is None:
+                    continue
+                sent = self._submitted.get(sku)
+                moved = sent is not None and sent.stamp is not None and stamp not in (
+                    None, sent.stamp)
+                if wanted.get(sku) == level or (sku in wanted and moved):
+                    shown[sku] = wanted.pop(sku)  # processed: as good as showing it
+                else:
+                    shown[sku] = level
         return shown
 
     def _confirmed(self, push: StockPush, shown: Mapping[str, int]) -> PushResult:
@@ -765,6 +786,16 @@ def _summary(item: Any, marketplace_ids: Sequence[str]) -> dict[str, Any]:
             if summary.get("marketplaceId") == marketplace:
                 return summary
     return found[0] if found else {}
+
+
+def _updated(item: Any) -> str | None:
+    """The first summary's lastUpdatedDate, as Amazon printed it."""
+    summaries = item.get("summaries") if isinstance(item, dict) else None
+    for summary in summaries if isinstance(summaries, list) else []:
+        stamp = summary.get("lastUpdatedDate") if isinstance(summary, dict) else None
+        if isinstance(stamp, str):
+            return stamp
+    return None
 
 
 def _availability(item: Any) -> dict[str, int | None]:

@@ -151,7 +151,7 @@ def push(ref: ListingRef, quantity: int) -> StockPush:
     return StockPush(ref, quantity, expected=None, idempotency_key=f"k:{ref.sku}")
 
 
-def levels_answer(**quantities: int) -> httpx.Response:
+def levels_answer(updated: str = "2026-03-01T11:00:00Z", **quantities: int) -> httpx.Response:
     return httpx.Response(
         200,
         json={
@@ -159,6 +159,16 @@ def levels_answer(**quantities: int) -> httpx.Response:
             "items": [
                 {
                     "sku": sku,
+                    "summaries": [
+                        {
+                            "marketplaceId": MARKET,
+                            "productType": "LUGGAGE",
+                            "status": ["BUYABLE"],
+                            "itemName": sku,
+                            "createdDate": "2026-01-01T00:00:00Z",
+                            "lastUpdatedDate": updated,
+                        }
+                    ],
                     "fulfillmentAvailability": [
                         {"fulfillmentChannelCode": "DEFAULT", "quantity": qty}
                     ],
@@ -334,7 +344,9 @@ async def test_a_patch_replaces_fulfillment_availability_then_reads_it_back(
         )
     )
     search = api.get(f"{API}/listings/2021-08-01/items/{SELLER}").mock(
-        side_effect=[levels_answer(**{sku: 1}), levels_answer(**{sku: 9})]
+        # before the patch; a read-back before Amazon applied it; one after
+        side_effect=[levels_answer(**{sku: 1}), levels_answer(**{sku: 1}),
+                     levels_answer(**{sku: 9})]
     )
     (result,) = await connector.push_stock([push(listing(sku), 9)])
     assert result.outcome is PushOutcome.DONE and result.observed == 9
@@ -352,7 +364,7 @@ async def test_a_patch_replaces_fulfillment_availability_then_reads_it_back(
     }
     assert dict(search.calls[0].request.url.params) == {
         "marketplaceIds": MARKET,
-        "includedData": "fulfillmentAvailability",
+        "includedData": "summaries,fulfillmentAvailability",
         "identifiers": sku,
         "identifiersType": "SKU",
         "pageSize": "20",
@@ -382,9 +394,28 @@ async def test_an_invalid_patch_is_permanent_with_amazons_issue(
             },
         )
     )
+    api.get(f"{API}/listings/2021-08-01/items/{SELLER}").mock(return_value=levels_answer(MUG=5))
     (result,) = await connector.push_stock([push(listing("MUG"), 3)])
     assert result.outcome is PushOutcome.PERMANENT
     assert "90000900: bad attribute" in result.message
+
+
+async def test_a_patch_applied_then_sold_on_amazon_counts_as_done(
+    api: respx.MockRouter, connector: AmazonConnector
+) -> None:
+    """Amazon applied our 9, then a shopper there bought 2: the level is 7, but the listing's
+    lastUpdatedDate moved, so the push is done (the sale reaches us with its order)."""
+    token_route(api)
+    api.patch(f"{API}/listings/2021-08-01/items/{SELLER}/MUG").mock(
+        return_value=httpx.Response(
+            200, json={"sku": "MUG", "status": "ACCEPTED", "submissionId": "s1", "issues": []}
+        )
+    )
+    api.get(f"{API}/listings/2021-08-01/items/{SELLER}").mock(
+        side_effect=[levels_answer(MUG=4), levels_answer("2026-03-01T12:00:01Z", MUG=7)]
+    )
+    (result,) = await connector.push_stock([push(listing("MUG"), 9)])
+    assert result.outcome is PushOutcome.DONE, result
 
 
 async def test_an_unconfirmed_patch_is_retried_without_submitting_again(

@@ -24,19 +24,8 @@ from connectors.base import (
     StockPush,
 )
 from tests.connectors.amazon.conftest import Amazon
-from tests.specs import amazon_model, feed_schema
-
-MODELS = {
-    "/orders/": "ordersV0.json",
-    "/listings/": "listingsItems_2021-08-01.json",
-    "/feeds/": "feeds_2021-06-30.json",
-}
-NOT_SP_API = ["/auth/o2/token", "/_documents/*"]
-
-
-def model_for(path: str) -> str | None:
-    """The model file of an SP-API path, None for LWA and the document store."""
-    return next((name for prefix, name in MODELS.items() if path.startswith(prefix)), None)
+from tests.specs import feed_schema
+from tests.specs.channels import check_amazon_exchanges
 
 
 def push(ref: ListingRef, quantity: int) -> StockPush:
@@ -118,15 +107,7 @@ async def run_cycle(amazon: Amazon) -> None:
 async def test_every_exchange_of_a_full_cycle_fits_the_official_models(amazon: Amazon) -> None:
     await run_cycle(amazon)
     recorded = (await amazon.call("GET", "/exchanges"))["exchanges"]
-    operations: Counter[str] = Counter()
-    for exchange in recorded:
-        name = model_for(exchange["path"])
-        if name is None:
-            assert any(exchange["path"].startswith(p.rstrip("*")) for p in NOT_SP_API), exchange
-            continue
-        amazon_model(name, strict=True).check_exchange(exchange)
-        operation = amazon_model(name).operation_id(exchange["method"], exchange["raw_path"])
-        operations[str(operation)] += 1
+    operations = check_amazon_exchanges(recorded)
     assert set(operations) >= {
         "getOrders",
         "getOrder",

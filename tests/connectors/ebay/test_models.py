@@ -23,6 +23,7 @@ from connectors.ebay.sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Eb
 from connectors.http import RetryPolicy
 from connectors.sandbox import ManualClock, serve
 from tests.specs import ebay_model
+from tests.specs.channels import check_ebay_exchanges
 
 START = datetime(2026, 3, 2, 20, 0, tzinfo=UTC)
 REFRESH_TOKEN = "v^1.1#models-refresh-token"
@@ -64,8 +65,7 @@ async def call(control: httpx.AsyncClient, method: str, path: str, body: Any = N
 async def test_a_full_cycle_fits_ebays_models(
     recorded: tuple[EbayConnector, httpx.AsyncClient, ManualClock],
 ) -> None:
-    fulfillment = ebay_model("sell_fulfillment_v1_oas3.json", strict=True)
-    inventory = ebay_model("sell_inventory_v1_oas3.json", strict=True)
+    ebay_model("sell_fulfillment_v1_oas3.json")  # skips here, not mid-cycle, without the specs
     connector, control, clock = recorded
     levels = {"MUG": 10, "TEE": 6, "CAP": 4}
     await call(
@@ -116,17 +116,7 @@ async def test_a_full_cycle_fits_ebays_models(
     recording = await call(control, "GET", "/exchanges")
     exchanges = recording["exchanges"]
     assert recording["dropped"] == 0
-    checked = 0
-    for exchange in exchanges:
-        path = exchange["path"]
-        if path.startswith("/sell/fulfillment/"):
-            fulfillment.check_exchange(exchange)
-        elif path.startswith("/sell/inventory/"):
-            inventory.check_exchange(exchange)
-        else:
-            assert path == "/identity/v1/oauth2/token", path
-            continue
-        checked += 1
+    checked = sum(check_ebay_exchanges(exchanges).values())
     routes = {exchange["route"] for exchange in exchanges}
     assert {
         "GET /sell/fulfillment/v1/order",
