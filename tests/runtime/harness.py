@@ -52,6 +52,7 @@ class Sandbox:
         kind: str = "reference",
         api_key: str = "ref-api-key-1",
         webhook_secret: str = "ref-webhook-secret-1",
+        record_exchanges: bool = False,
     ) -> None:
         self.name = name
         self.kind = kind
@@ -69,6 +70,7 @@ class Sandbox:
                 api_key,
                 "--webhook-secret",
                 webhook_secret,
+                *(["--record-exchanges"] if record_exchanges else []),
             ],
             tmp / f"sandbox-{name}.log",
             child_env(),
@@ -127,7 +129,7 @@ class Daemon:
         key_files: bool = False,
         poll_interval: str = "1s",
         reconcile_interval: str = "5s",
-        channel_toml: dict[str, str] | None = None,
+        channel_options: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.tmp = tmp
         self.webhook_port = free_port()
@@ -146,9 +148,9 @@ class Daemon:
                     "webhook_secret": secret_env(f"SECRET_{s.name.upper()}"),
                     "poll_interval": poll_interval,
                     "reconcile_interval": reconcile_interval,
+                    **(channel_options or {}).get(s.name, {}),
                 },
             )
-            + (channel_toml or {}).get(s.name, "")
             + "\n"
             for s in sandboxes
         )
