@@ -38,6 +38,7 @@ from connectors.base import (
     RetryableError,
 )
 from connectors.http import RetryPolicy, Timeouts, json_body, make_client, send
+from connectors.tokens import TokenCache, read_grant
 
 LWA_URL = "https://api.amazon.com/auth/o2/token"
 API_URLS: Mapping[str, str] = {
@@ -151,30 +152,18 @@ class AmazonClient:
         self._policy = policy
         self._clock = clock
         self._sleep = sleep
-        self._token: str | None = None
-        self._token_until: datetime | None = None
-        self._token_lock = asyncio.Lock()
+        self._tokens = TokenCache(self._grant, clock=clock, margin=TOKEN_REFRESH_MARGIN)
 
     # -- tokens -----------------------------------------------------------------------------------
 
     async def access_token(self) -> str:
         """A valid LWA access token, refreshed when close to expiry (one refresh at a time)."""
-        async with self._token_lock:
-            now = self._clock()
-            if (
-                self._token is None
-                or self._token_until is None
-                or now >= self._token_until - TOKEN_REFRESH_MARGIN
-            ):
-                await self._refresh(now)
-            assert self._token is not None
-            return self._token
+        return await self._tokens.get()
 
     def _forget(self, token: str) -> None:
-        if self._token == token:
-            self._token, self._token_until = None, None
+        self._tokens.forget(token)
 
-    async def _refresh(self, now: datetime) -> None:
+    async def _grant(self) -> tuple[str, float]:
         what = "POST /auth/o2/token"
         try:
             response = await send(
@@ -196,15 +185,7 @@ class AmazonClient:
             error = AuthError(f"Login with Amazon refused the refresh token: {exc}")
             error.status = exc.status
             raise error from exc
-        body = json_body(response, what=what)
-        token = body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise RetryableError(f"{what}: the answer carries no access_token")
-        lifetime = body.get("expires_in")
-        if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or lifetime <= 0:
-            lifetime = DEFAULT_TOKEN_LIFETIME_S
-        self._token = token
-        self._token_until = now + timedelta(seconds=float(lifetime))
+        return read_grant(response, what=what, default_lifetime_s=DEFAULT_TOKEN_LIFETIME_S)
 
     # -- the round trip ---------------------------------------------------------------------------
 

@@ -21,7 +21,6 @@ carrying the errorIds for the caller that must tell "no such order" from "bad re
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -60,6 +59,7 @@ from connectors.http import (
     raise_for_status,
     send,
 )
+from connectors.tokens import TokenCache, read_grant
 
 # Default daily call limits per API (before an Application Growth Check raises them):
 # https://developer.ebay.com/develop/get-started/api-call-limits; OAuth refresh-token grants:
@@ -175,29 +175,17 @@ class EbayClient:
         self._clock = clock
         self._basic = "Basic " + base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
         self._refresh_token = refresh_token
-        self._token: str | None = None
-        self._token_until: datetime | None = None
-        self._token_lock = asyncio.Lock()
+        self._tokens = TokenCache(self._grant, clock=clock, margin=TOKEN_REFRESH_MARGIN)
 
     # -- the user token ----------------------------------------------------------------------------
 
     async def _user_token(self) -> str:
-        async with self._token_lock:  # one refresh for every caller waiting on an expired token
-            now = self._clock()
-            if (
-                self._token is None
-                or self._token_until is None
-                or now >= self._token_until - TOKEN_REFRESH_MARGIN
-            ):
-                await self._refresh(now)
-            assert self._token is not None
-            return self._token
+        return await self._tokens.get()  # one refresh for every caller waiting on an expired token
 
     def _forget(self, token: str) -> None:
-        if self._token == token:
-            self._token, self._token_until = None, None
+        self._tokens.forget(token)
 
-    async def _refresh(self, now: datetime) -> None:
+    async def _grant(self) -> tuple[str, float]:
         """The refresh-token grant: a new user token for the Fulfillment and Inventory scopes."""
         what = f"POST {TOKEN_PATH}"
         try:
@@ -221,15 +209,7 @@ class EbayClient:
             error = AuthError(f"eBay refused the refresh token: {exc}")
             error.status = exc.status
             raise error from exc
-        body = json_body(response, what=what)
-        token = body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise RetryableError(f"{what}: the answer carries no access_token")
-        lifetime = body.get("expires_in")
-        if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or lifetime <= 0:
-            lifetime = DEFAULT_TOKEN_LIFETIME_S
-        self._token = token
-        self._token_until = now + timedelta(seconds=float(lifetime))
+        return read_grant(response, what=what, default_lifetime_s=DEFAULT_TOKEN_LIFETIME_S)
 
     # -- the request path --------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from connectors.http import (
     make_client,
     send,
 )
+from connectors.tokens import TokenCache, read_grant
 
 TOKEN_HEADER = "X-Shopify-Access-Token"
 TOKEN_PATH = "/admin/oauth/access_token"
@@ -273,10 +274,8 @@ class ShopifyClient:
         self._client_id = client_id
         self._client_secret = client_secret
         self.token_url = token_url or default_token_url(base)
-        self._minted: str | None = None
-        self._minted_until: datetime | None = None
+        self._minted = TokenCache(self._mint, clock=clock, margin=TOKEN_REFRESH_MARGIN)
         self.token_scope: str | None = None
-        self._mint_lock = asyncio.Lock()
         self._in_flight: dict[object, float] = {}  # cost of each call sent, not yet answered
 
     # -- the GraphQL round trip -------------------------------------------------------------------
@@ -371,23 +370,12 @@ class ShopifyClient:
     async def _token(self) -> str:
         if self._static_token is not None:
             return self._static_token
-        async with self._mint_lock:  # one mint for every caller waiting on an expired token
-            now = self._clock()
-            if (
-                self._minted is None
-                or self._minted_until is None
-                or now >= self._minted_until - TOKEN_REFRESH_MARGIN
-            ):
-                await self._mint(now)
-            assert self._minted is not None
-            return self._minted
+        return await self._minted.get()  # one mint for every caller waiting on an expired token
 
     def _forget(self, token: str) -> None:
-        if self._minted == token:
-            self._minted = None
-            self._minted_until = None
+        self._minted.forget(token)
 
-    async def _mint(self, now: datetime) -> None:
+    async def _mint(self) -> tuple[str, float]:
         """The client-credentials grant: POST the app's id and secret, get a 24 h token."""
         what = f"POST {TOKEN_PATH}"
         try:
@@ -409,22 +397,16 @@ class ShopifyClient:
             error = AuthError(f"Shopify refused the app's client credentials: {exc}")
             error.status = exc.status
             raise error from exc
+        grant = read_grant(response, what=what, default_lifetime_s=DEFAULT_TOKEN_LIFETIME_S)
         body = json_body(response, what=what)
-        token = body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise RetryableError(f"{what}: the answer carries no access_token")
-        lifetime = _number(body.get("expires_in"))
-        if lifetime is None or lifetime <= 0:
-            lifetime = DEFAULT_TOKEN_LIFETIME_S
-        scope = body.get("scope")
+        scope = body.get("scope") if isinstance(body, dict) else None
         self.token_scope = scope if isinstance(scope, str) else None
-        self._minted = token
-        self._minted_until = now + timedelta(seconds=lifetime)
+        return grant
 
     @property
     def token_expires_at(self) -> datetime | None:
         """When the minted token expires (None with a static token or before the first mint)."""
-        return self._minted_until
+        return self._minted.expires_at
 
     # -- operations -------------------------------------------------------------------------------
 
