@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import subprocess
 import time
 from collections.abc import Callable, Coroutine
@@ -41,6 +42,7 @@ def _table(results: dict[str, Any]) -> Table:
     table = Table(title="storesync benchmarks (sandboxes on loopback)")
     for column in ("measure", "storesync", "baseline", "ratio"):
         table.add_column(column, justify="left" if column == "measure" else "right")
+    results = {k: v for k, v in results.items() if "error" not in v}
     prop = results.get("propagation")
     if prop:
         for rate, row in prop.items():
@@ -95,9 +97,12 @@ def main() -> None:
     timings: dict[str, float] = {}
     for name in chosen:
         started = time.monotonic()
-        results[name] = asyncio.run(MEASURES[name](quick=args.quick))
+        try:
+            results[name] = asyncio.run(MEASURES[name](quick=args.quick))
+        except Exception as exc:  # noqa: BLE001 - one measure failing keeps the others
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
         timings[name] = round(time.monotonic() - started, 1)
-        progress(f"{name} done in {timings[name]} s")
+        progress(f"{name} done in {timings[name]} s: {json.dumps(results[name])[:2000]}")
     report = {"machine": machine(), "commit": _commit(), "quick": args.quick,
               "seconds": timings, "results": results}
     emit(report, _table(results))

@@ -13,7 +13,6 @@ from typing import Any
 
 from agent.demo.world import WorldSettings
 
-
 # Polls as each channel's rate limits allow: Amazon's getOrders gives one call a minute after a
 # burst of 20 (ordersV0.json usage plan).
 POLL_INTERVALS = {"amazon": {"poll_interval": "60s"}}
