@@ -256,11 +256,11 @@ class World:
         if any(c["state"] != "ok" or c["outbox"]["depth"] for c in status["channels"].values()):
             return False
         published = self.published()
-        return all(
-            channel.sandbox.levels().get(sku) == published.get(name, {}).get(sku)
-            for name, channel in self.channels.items()
-            for sku in self.settings.skus
-        )
+        for name, channel in self.channels.items():
+            shown, wanted = channel.sandbox.levels(), published.get(name, {})
+            if any(shown.get(sku) != wanted.get(sku) for sku in self.settings.skus):
+                return False
+        return True
 
     # -- asking the agent -----------------------------------------------------------------------
 

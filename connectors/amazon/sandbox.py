@@ -477,6 +477,11 @@ class AmazonSandbox(SandboxBase):
         """Token check, usage plans, Amazon's headers and error shape."""
         return [self._guard]
 
+    def levels(self) -> dict[str, int | None]:
+        """Each listing's applied merchant-fulfilled quantity."""
+        self._settle()
+        return {sku: listing.quantity for sku, listing in self.records.listings.items()}
+
     def truth(self) -> dict[str, Any]:
         """Listings by SKU (applied quantities), orders, shipments, feeds and counters."""
         self._settle()

@@ -522,6 +522,10 @@ class EbaySandbox(SandboxBase):
         """Daily quotas, bearer auth, the marketplace header; eBay's answer for unknown routes."""
         return [self._guard]
 
+    def levels(self) -> dict[str, int | None]:
+        """The quantity buyers see for each SKU."""
+        return {sku: self._shown(sku) for sku in self.records.items}
+
     def truth(self) -> dict[str, Any]:
         """Listings by SKU (the quantity buyers see), orders, shipments, counters, quotas."""
         t = self.records
