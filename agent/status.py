@@ -52,6 +52,7 @@ def status_document(runtime: Runtime) -> dict[str, Any]:
                 parse_iso(last_webhook) if last_webhook else runtime.started_at
             ) > silence
         )
+        quota = limiter.snapshot() if limiter is not None else None
         channels[name] = {
             "kind": coordinator.config.kind,
             "state": str(health.state),
@@ -69,7 +70,8 @@ def status_document(runtime: Runtime) -> dict[str, Any]:
                 "dead": box["dead"],
                 "oldest_age_s": _age_s(now, box["oldest_queued_at"]),
             },
-            "quota": limiter.snapshot() if limiter is not None else None,
+            "quota": quota,
+            "warnings": channel_warnings(quota, webhook_silent),
             "recent_errors": [
                 {"at": iso(note.at), "where": note.where, "message": note.message}
                 for note in reversed(health.recent_errors)
@@ -94,6 +96,30 @@ def status_document(runtime: Runtime) -> dict[str, Any]:
         "channels": channels,
         "recent_events": recent_events(conn, limit=10),
     }
+
+
+def quota_warnings(quota: Any, api: str = "") -> list[str]:
+    """A line for each daily budget near its limit, found anywhere in a limiter snapshot."""
+    if not isinstance(quota, dict):
+        return []
+    lines = []
+    if quota.get("warning") and isinstance(quota.get("used"), int):
+        lines.append(
+            f"{api or 'daily'} quota nearly used: {quota['used']:,} of {quota['limit']:,} calls "
+            f"today; it resets at {quota.get('resets_at')}"
+        )
+    for key in ("apis", "operations"):
+        for name, inner in (quota.get(key) or {}).items():
+            lines.extend(quota_warnings(inner, name))
+    return lines
+
+
+def channel_warnings(quota: Any, webhook_silent: bool) -> list[str]:
+    """What an operator should look at on a channel that still works."""
+    warnings = quota_warnings(quota)
+    if webhook_silent:
+        warnings.append("orders arrive by poll but no webhook came lately: check the webhooks")
+    return warnings
 
 
 def status_line(document: dict[str, Any]) -> str:

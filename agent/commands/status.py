@@ -87,3 +87,6 @@ def render(document: dict[str, Any]) -> None:
             note,
         )
     stdout.print(table)
+    for name, ch in document["channels"].items():
+        for warning in ch.get("warnings", []):
+            stdout.print(f"warning: {name}: {warning}", markup=False)
