@@ -80,7 +80,7 @@ class DriftOutcome:
 
     expected: int | None
     observed: int
-    action: str  # 'none', 'imported', 'repush', 'first_seen'
+    action: str  # 'none', 'imported', 'repush', 'first_seen', 'requeued'
 
     @property
     def drift(self) -> int:
@@ -397,6 +397,18 @@ class Engine:
         now = tx.now()
         tx.set_seen(channel, sku, observed, now)
         if expected == observed:
+            listing = tx.get_listing(channel, sku)
+            if (
+                listing is not None
+                and listing.target_qty is not None
+                and listing.target_qty != observed
+                and not tx.has_queued(channel, "stock", sku)
+            ):
+                # In step with what we last knew, yet not showing the number it should, and
+                # nothing on its way: the push that would fix it was lost (a compare-and-set
+                # went stale and the re-read found no drift). Queue it again.
+                tx.enqueue(channel, "stock", sku, listing.target_qty, observed)
+                return DriftOutcome(expected, observed, "requeued")
             return DriftOutcome(expected, observed, "none")
         if expected is None:
             self._push_current(tx, channel, sku, observed)

@@ -463,6 +463,15 @@ class Tx:
             ],
         )
 
+    def has_queued(self, channel: str, kind: str, key: str) -> bool:
+        """Whether a push for (channel, kind, key) is pending or in flight."""
+        row = self.conn.execute(
+            "SELECT 1 FROM outbox WHERE channel = ? AND kind = ? AND key = ? "
+            "AND state IN ('pending', 'inflight') LIMIT 1",
+            (channel, kind, key),
+        ).fetchone()
+        return row is not None
+
     def get_outbox(self, outbox_id: int) -> OutboxRow | None:
         """One outbox row, or None."""
         rows = self._outbox_rows("WHERE id = ?", (outbox_id,))

@@ -287,3 +287,20 @@ def test_set_count_creates_a_new_sku_and_publishes_it(h):
     assert h.tx(lambda tx: tx.sku_kind("NEW-1")) == "simple"
     assert h.published("shop", "NEW-1") == 7
     assert h.published("woo", "NEW-1") == 0  # woo sells from main only
+
+
+def test_a_push_lost_to_a_stale_compare_and_set_is_queued_again(h):
+    """Shopify took 20; a sale elsewhere queued 18 expecting 20, but our CAS saw a stale value
+    and the row was superseded. Re-reading finds the channel at 20, no drift: 18 must still go."""
+    h.drain()
+    h.now += timedelta(minutes=1)
+    h("apply_order", order(channel="woo", lines=(("MUG", 2),), created_at=h.now, at=h.now))
+    (row,) = [r for r in h.tx(lambda tx: tx.outbox_rows(state="pending", channel="shop"))
+              if r.key == "MUG"]
+    h.tx(lambda tx: tx.set_outbox_state(row.id, "superseded", error="changeFromQuantity stale"))
+    outcome = h("observe_level", "shop", "MUG", 20)
+    assert (outcome.drift, outcome.action) == (0, "requeued")
+    assert h.pending("shop", "MUG") == [(18, 20)]
+    # With the push on its way, seeing the old number again queues nothing more.
+    assert h("observe_level", "shop", "MUG", 20).action == "none"
+    assert h.pending("shop", "MUG") == [(18, 20)]
