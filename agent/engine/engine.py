@@ -440,7 +440,12 @@ class Engine:
         if row is None or row.kind != "stock":
             raise InvalidStockChange(f"no stock push with outbox id {outbox_id}")
         tx.set_outbox_state(outbox_id, "done")
-        tx.set_published(row.channel, row.key, int(json.loads(row.value)), tx.now())
+        accepted = int(json.loads(row.value))
+        tx.set_published(row.channel, row.key, accepted, tx.now())
+        # A newer value queued while this one was in flight expected the channel's number from
+        # before it: it shows `accepted` now, so compare-and-set against that.
+        if row.expected is not None:
+            tx.rebase_pending(row.channel, row.key, accepted)
 
     # -- publishing --------------------------------------------------------------------------
 

@@ -463,6 +463,14 @@ class Tx:
             ],
         )
 
+    def rebase_pending(self, channel: str, key: str, expected: int) -> None:
+        """Point a pending compare-and-set stock push at the value the channel shows now."""
+        self.conn.execute(
+            "UPDATE outbox SET expected = ? WHERE channel = ? AND kind = 'stock' AND key = ? "
+            "AND state = 'pending' AND expected IS NOT NULL",
+            (expected, channel, key),
+        )
+
     def has_queued(self, channel: str, kind: str, key: str) -> bool:
         """Whether a push for (channel, kind, key) is pending or in flight."""
         row = self.conn.execute(

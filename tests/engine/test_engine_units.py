@@ -304,3 +304,18 @@ def test_a_push_lost_to_a_stale_compare_and_set_is_queued_again(h):
     # With the push on its way, seeing the old number again queues nothing more.
     assert h("observe_level", "shop", "MUG", 20).action == "none"
     assert h.pending("shop", "MUG") == [(18, 20)]
+
+
+def test_a_value_queued_behind_one_in_flight_expects_what_that_one_set(h):
+    """Shopify shows 20. A sale queues 18 (expect 20) and it goes out; another sale queues 16
+    behind it, also expecting 20. Once 18 is accepted, 16 must compare against 18."""
+    h.drain()
+    h.now += timedelta(minutes=1)
+    h("apply_order", order(channel="woo", oid="W1", lines=(("MUG", 2),), created_at=h.now,
+                           at=h.now))
+    (first,) = h.tx(lambda tx: tx.claim_due("shop", 10))
+    h("apply_order", order(channel="woo", oid="W2", lines=(("MUG", 2),), created_at=h.now,
+                           at=h.now))
+    assert h.pending("shop", "MUG") == [(16, 20)]
+    h("confirm_stock_push", first.id)
+    assert h.pending("shop", "MUG") == [(16, 18)]
