@@ -528,8 +528,23 @@ class AmazonSandbox(SandboxBase):
             rule.reset()
 
     def seed_catalog(self, levels: Mapping[str, int]) -> dict[str, str]:
-        """Create or update MFN listings; returns SKU -> ASIN."""
-        return {sku: self.upsert_listing(sku, quantity).asin for sku, quantity in levels.items()}
+        """Create or update MFN listings; returns SKU -> ASIN.
+
+        New listings are dated as a catalog built over time, a second apart and ending now:
+        searchListingsItems pages at most 1000 results per search, and a seller's listings are
+        read in windows of creation date (more than 1000 created in one second cannot be read
+        by search at all; Amazon's listings reports are the way for such catalogs).
+        """
+        asins = {}
+        fresh = [sku for sku in levels if sku not in self.records.listings]
+        for sku, quantity in levels.items():
+            listing = self.upsert_listing(sku, quantity)
+            asins[sku] = listing.asin
+        for age, sku in enumerate(reversed(fresh)):
+            listing = self.records.listings[sku]
+            listing.created = listing.created - timedelta(seconds=age)
+            listing.updated = listing.created
+        return asins
 
     def error_response(
         self, status: int, code: str, headers: Mapping[str, str]
