@@ -65,7 +65,11 @@ class OperationBucket(TokenBucket):
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        super().__init__(plan.rate_per_s * HEADROOM, plan.burst, clock=clock, sleep=sleep)
+        # One token below Amazon's burst: requests leave here paced, but arrive with jitter, and
+        # the spare token absorbs two arriving closer together than they left.
+        super().__init__(
+            plan.rate_per_s * HEADROOM, max(plan.burst - 1, 1), clock=clock, sleep=sleep
+        )
         self.throttled = 0  # 429s this operation met
         self.last_429_had_retry_after = False
 
