@@ -15,6 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from agent.demo.observe import percentile
+
 err = Console(stderr=True, highlight=False)
 
 
@@ -37,11 +39,8 @@ def machine() -> dict[str, Any]:
 
 def percentile_ms(samples: Sequence[float], pct: float) -> float:
     """The `pct` percentile of samples in seconds, in milliseconds (nearest rank)."""
-    if not samples:
-        return 0.0
-    ordered = sorted(samples)
-    rank = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
-    return round(ordered[rank] * 1000, 3)
+    value = percentile(samples, pct)
+    return 0.0 if value is None else round(value * 1000, 3)
 
 
 def peak_rss_mib() -> float:

@@ -24,12 +24,7 @@ async def started_world(settings: WorldSettings, *, timeout: float = 180) -> Asy
     with tempfile.TemporaryDirectory(prefix="storesync-bench-") as tmp:
         world = World(Path(tmp), settings)
         try:
-            await world.start_sandboxes()
-            world.write_config()
-            await asyncio.to_thread(world.import_stock)
-            await world.start_agent(timeout=timeout)
-            await world.wait_for(world.in_step, timeout=timeout, what="the world to be in step")
-            world.apply_faults()
+            await world.start(timeout=timeout)
             yield world
         finally:
             await world.stop()
@@ -45,10 +40,7 @@ async def shop(
 ) -> tuple[Ledger, Watch]:
     """Shoppers on channels `on` (default all) for `duration_s`; every channel is watched."""
     ledger = Ledger({sku: stock for sku in world.settings.skus})
-    polled = frozenset(c.name for c in world.channels.values()
-                       if not (world.settings.webhooks and c.keys.webhooks))
-    watch = Watch({c.name: c.sandbox.levels for c in world.channels.values()}, ledger,
-                  polled=polled)
+    watch = world.watch(ledger)
     names = on or list(world.channels)
     shoppers = Traffic({n: world.channels[n].url for n in names}, world.settings.skus, ledger,
                        watch, traffic)

@@ -88,14 +88,7 @@ class DemoRun:
             for kind in world.channels:
                 if kind in DEMO_NOTES:
                     self.say(f"note: {DEMO_NOTES[kind]}")
-            polled = frozenset(
-                c.name for c in world.channels.values()
-                if not (self.options.world.webhooks and c.keys.webhooks)
-            )
-            self.watch = Watch(
-                {c.name: c.sandbox.levels for c in world.channels.values()}, self.ledger,
-                polled=polled,
-            )
+            self.watch = world.watch(self.ledger)
             self.traffic = Traffic(
                 {c.name: c.url for c in world.channels.values()},
                 self.options.world.skus, self.ledger, self.watch, self.options.traffic,

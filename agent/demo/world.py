@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from agent.demo.observe import Ledger, Watch
 from agent.processes import REPO, Child, child_env, free_port
 from agent.sandbox_config import channel_table, toml_value
 from agent.store.queries import published_numbers
@@ -227,7 +228,9 @@ class World:
             channel.sandbox.faults.clear()
             channel.sandbox.faults.update({**knobs, "seed": self.settings.seed})
 
-    async def start(self, progress: Callable[[str], None] = lambda _: None) -> None:
+    async def start(
+        self, progress: Callable[[str], None] = lambda _: None, *, timeout: float = 120
+    ) -> None:
         """Everything, in order: sandboxes, config, starting stock, agent, faults."""
         progress("starting sandboxes")
         await self.start_sandboxes()
@@ -235,10 +238,19 @@ class World:
         progress("importing the starting stock")
         await asyncio.to_thread(self.import_stock)
         progress("starting the agent")
-        await self.start_agent()
+        await self.start_agent(timeout=timeout)
         progress("waiting for the agent to discover every listing")
-        await self.wait_for(self.in_step, timeout=120, what="every channel to be in step")
+        await self.wait_for(self.in_step, timeout=timeout, what="every channel to be in step")
         self.apply_faults()
+
+    def watch(self, ledger: Ledger) -> Watch:
+        """A watch over every channel's levels, knowing which ones storesync only polls."""
+        polled = frozenset(
+            c.name for c in self.channels.values()
+            if not (self.settings.webhooks and c.keys.webhooks)
+        )
+        return Watch({c.name: c.sandbox.levels for c in self.channels.values()}, ledger,
+                     polled=polled)
 
     async def stop(self) -> int | None:
         """Stop the agent (SIGTERM, then wait) and the sandboxes; the agent's exit code."""
