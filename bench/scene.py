@@ -7,7 +7,7 @@ import asyncio
 import os
 import tempfile
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -19,12 +19,15 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @asynccontextmanager
-async def started_world(settings: WorldSettings, *, timeout: float = 180) -> AsyncIterator[World]:
-    """A world started and in step; stopped on the way out."""
+async def started_world(
+    settings: WorldSettings, *, timeout: float = 180,
+    progress: Callable[[str], None] = lambda _: None,
+) -> AsyncIterator[World]:
+    """A world started and in step; stopped on the way out. `progress` hears each start step."""
     with tempfile.TemporaryDirectory(prefix="storesync-bench-") as tmp:
         world = World(Path(tmp), settings)
         try:
-            await world.start(timeout=timeout)
+            await world.start(progress, timeout=timeout)
             yield world
         finally:
             await world.stop()

@@ -344,20 +344,26 @@ class _Truth:
     stock_writes: int = 0
     effective_changes: int = 0
     adjustment_groups: int = 0
+    # Indexes over `variants`; neither a SKU nor an inventory item changes once a variant exists.
+    first_by_sku: dict[str, int] = field(default_factory=dict)
+    by_item: dict[int, int] = field(default_factory=dict)
+
+    def add_variant(self, variant: Variant) -> None:
+        """Keep a new variant."""
+        self.variants[variant.id] = variant
+        self.by_item[variant.item_id] = variant.id
+        if variant.sku:
+            self.first_by_sku.setdefault(variant.sku, variant.id)
 
     def variant_by_sku(self, sku: str) -> Variant | None:
         """The first variant with this SKU (Shopify does not enforce uniqueness)."""
-        for variant in self.variants.values():
-            if variant.sku == sku:
-                return variant
-        return None
+        variant_id = self.first_by_sku.get(sku)
+        return None if variant_id is None else self.variants.get(variant_id)
 
     def variant_by_item(self, item_id: int) -> Variant | None:
         """The variant of an inventory item."""
-        for variant in self.variants.values():
-            if variant.item_id == item_id:
-                return variant
-        return None
+        variant_id = self.by_item.get(item_id)
+        return None if variant_id is None else self.variants.get(variant_id)
 
     @property
     def primary(self) -> Location:
@@ -588,7 +594,7 @@ class ShopifySandbox(SandboxBase):
                 price=DEFAULT_PRICE if price is None else price,
                 tracked=True if tracked is None else tracked,
             )
-            t.variants[variant.id] = variant
+            t.add_variant(variant)
         else:
             if tracked is not None:
                 variant.tracked = tracked

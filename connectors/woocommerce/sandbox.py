@@ -401,13 +401,19 @@ class _Truth:
     item_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     note_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     meta_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # SKU -> product or variation id; SKUs never change once a product exists.
+    sku_index: dict[str, int] = field(default_factory=dict)
+
+    def add(self, product: Product) -> None:
+        """Keep a new product, variation or variable parent."""
+        self.products[product.id] = product
+        if product.sku:
+            self.sku_index[product.sku] = product.id
 
     def by_sku(self, sku: str) -> Product | None:
         """The product or variation with this SKU."""
-        for product in self.products.values():
-            if product.sku == sku:
-                return product
-        return None
+        product_id = self.sku_index.get(sku)
+        return None if product_id is None else self.products.get(product_id)
 
 
 class _HookshotSender(WebhookSender):
@@ -709,7 +715,7 @@ class WooCommerceSandbox(SandboxBase):
                 created=now,
                 modified=now,
             )
-            t.products[product.id] = product
+            t.add(product)
             return product
         changed = product.stock != quantity or (
             tracked is not None and tracked != product.manage_stock
@@ -747,7 +753,7 @@ class WooCommerceSandbox(SandboxBase):
             created=now,
             modified=now,
         )
-        t.products[parent.id] = parent
+        t.add(parent)
         for variation_sku, quantity in variations.items():
             option = variation_sku.rsplit("-", 1)[-1]
             variation = Product(
@@ -763,7 +769,7 @@ class WooCommerceSandbox(SandboxBase):
                 parent_id=parent.id,
                 option=option,
             )
-            t.products[variation.id] = variation
+            t.add(variation)
             parent.variations.append(variation.id)
         return parent
 
