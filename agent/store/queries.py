@@ -235,3 +235,8 @@ def stored_order_ids(conn: sqlite3.Connection) -> dict[str, set[str]]:
     for channel, external_id in conn.execute("SELECT channel, external_id FROM orders"):
         ids.setdefault(channel, set()).add(external_id)
     return ids
+
+
+def master_skus(conn: sqlite3.Connection) -> set[str]:
+    """Every SKU the store knows, plain and bundle."""
+    return {row[0] for row in conn.execute("SELECT sku FROM skus")}
