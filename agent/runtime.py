@@ -42,6 +42,11 @@ from agent.sync.health import ChannelHealth, State
 from agent.sync.inbox import InboxProcessor
 from connectors.base import AuthError, Connector
 
+# Finished pushes and processed webhooks are kept this long (a webhook's copies arrive within
+# hours: Shopify retries for 4 h), events a month; dead letters and pending work always.
+HISTORY_KEPT = timedelta(days=7)
+EVENTS_KEPT = timedelta(days=30)
+
 log = structlog.get_logger("storesync.runtime")
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -140,6 +145,7 @@ class Runtime:
         )
         await self._bind("ops", create_ops_app(self), self.config.agent.ops_listen)
         self._scheduler.start()
+        self._scheduler.add_job(self.prune_history, "interval", hours=1, id="prune-history")
         for coordinator in self.coordinators.values():
             coordinator.start(self._scheduler)
         self.spawn(self.inbox.run(), name="inbox")
@@ -265,6 +271,22 @@ class Runtime:
         coordinator = self.coordinators.get(channel)
         if coordinator is not None:
             coordinator.health.auth_failed("webhook processing", exc)
+
+    async def prune_history(self) -> dict[str, int]:
+        """Forget finished pushes and webhooks after HISTORY_KEPT, events after EVENTS_KEPT, so
+        the database and /status stay as fast in year two as on day one."""
+        now = self.clock()
+        try:
+            pruned: dict[str, int] = await self.store.submit(
+                lambda tx: tx.prune_history(settled_before=now - HISTORY_KEPT,
+                                            events_before=now - EVENTS_KEPT)
+            )
+        except Exception as exc:  # noqa: BLE001 - a full disk must not stop the agent; next hour
+            log.warning("pruning old history failed; will try again", error=str(exc))
+            return {}
+        if any(pruned.values()):
+            log.info("pruned finished history", **pruned)
+        return pruned
 
     async def _heartbeat(self) -> None:
         """Every few seconds: prove the store takes writes, and tell systemd how we are."""

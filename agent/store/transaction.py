@@ -558,6 +558,22 @@ class Tx:
         )
         return state
 
+    def prune_history(self, *, settled_before: datetime, events_before: datetime) -> dict[str, int]:
+        """Forget finished work: pushes done, superseded or skipped and webhooks processed
+        before `settled_before`, and events before `events_before`. Dead letters, pending work
+        and parked webhooks are kept whatever their age: they still need someone."""
+        settled, events = iso(settled_before), iso(events_before)
+        pruned = {
+            "outbox": self.conn.execute(
+                "DELETE FROM outbox WHERE state IN ('done', 'superseded', 'skipped') "
+                "AND updated_at < ?", (settled,)).rowcount,
+            "inbox": self.conn.execute(
+                "DELETE FROM inbox WHERE processed_at IS NOT NULL AND parked = 0 "
+                "AND processed_at < ?", (settled,)).rowcount,
+            "events": self.conn.execute("DELETE FROM events WHERE at < ?", (events,)).rowcount,
+        }
+        return pruned
+
     def release_inflight(self) -> int:
         """At start-up: rows a crash left in flight go back to pending (or are superseded)."""
         rows = self._outbox_rows("WHERE state = 'inflight' ORDER BY id", ())
