@@ -388,6 +388,11 @@ class _Truth:
     effective_changes: int = 0
     feed_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(50_001_000_000))
     seq: itertools.count[int] = field(default_factory=itertools.count)
+    # Bumped whenever a listing is created, deleted or dated anew: a search's sorted results
+    # are kept per filter set until then, so paging a 100k catalog does not re-sort it for
+    # every page of 20.
+    listings_generation: int = 0
+    searches: dict[str, tuple[int, list[Listing]]] = field(default_factory=dict)
 
 
 # The operation each API route is metered as, by (method, route template).
@@ -544,6 +549,7 @@ class AmazonSandbox(SandboxBase):
             listing = self.records.listings[sku]
             listing.created = listing.created - timedelta(seconds=age)
             listing.updated = listing.created
+        self.records.listings_generation += 1
         return asins
 
     def error_response(
@@ -599,6 +605,7 @@ class AmazonSandbox(SandboxBase):
         if fba_quantity is not None:
             listing.availability["AMAZON_NA"] = fba_quantity
         listing.updated = now
+        self.records.listings_generation += 1
         return listing
 
     def place_order(
@@ -816,6 +823,7 @@ class AmazonSandbox(SandboxBase):
                     entry.get("quantity", 0)
                 )
         listing.updated = self._now()
+        self.records.listings_generation += 1
         if listing.quantity != before:
             self.records.effective_changes += 1
 
@@ -873,6 +881,7 @@ class AmazonSandbox(SandboxBase):
             if listing is None:
                 return [f"SKU '{sku}' has no listing to delete."]
             del self.records.listings[sku]
+            self.records.listings_generation += 1
             return []
         if operation == "UPDATE" and listing is None:
             listing = self.upsert_listing(sku, None, product_type=message["productType"])
@@ -1252,9 +1261,21 @@ class AmazonSandbox(SandboxBase):
             }[sort_by]
             return (value, listing.sku)
 
-        found = sorted(filter(keep, self.records.listings.values()), key=key, reverse=descending)
         filters = "&".join(f"{k}={q[k]}" for k in sorted(q) if k != "pageToken")
         fingerprint = hashlib.sha256(filters.encode()).hexdigest()[:16]
+        t = self.records
+        if identifiers:
+            candidates = [t.listings[s] for s in identifiers if s in t.listings]
+            found = sorted(filter(keep, candidates), key=key, reverse=descending)
+        else:
+            cached = t.searches.get(fingerprint)
+            if cached is not None and cached[0] == t.listings_generation:
+                found = cached[1]
+            else:
+                found = sorted(filter(keep, t.listings.values()), key=key, reverse=descending)
+                if len(t.searches) > 64:
+                    t.searches.clear()
+                t.searches[fingerprint] = (t.listings_generation, found)
         offset = 0
         if "pageToken" in q:
             offset = _read_page_token(q["pageToken"], fingerprint)
