@@ -43,7 +43,9 @@ def settings() -> WorldSettings:
         seed=7,
         poll_interval="2s",  # the safety net behind webhooks; polls meet faults too
         polling_interval="1s",  # eBay, heard only by polling
-        reconcile_interval="60s",
+        # Amazon takes absolute quantities with no compare-and-set: a sale there racing a
+        # quantity patch can only be caught by a reconcile sweep, so sweep often.
+        reconcile_interval="15s",
         sandbox_options={
             "amazon": {"min_age_s": AMAZON_SETTLE_S, "request_log_size": 500_000},
             **{k: {"request_log_size": 500_000} for k in ("shopify", "woocommerce", "ebay")},
@@ -196,7 +198,8 @@ async def behind(world: World, shop: Shop) -> list[str]:
         wanted = published.get(name, {})
         wrong = {s: (wanted.get(s), expected[s]) for s in expected if wanted.get(s) != expected[s]}
         if wrong:
-            reasons.append(f"{name}: published != sold-through stock {dict(list(wrong.items())[:3])}")
+            first = dict(list(wrong.items())[:3])
+            reasons.append(f"{name}: published != sold-through stock {first}")
         shown = channel.sandbox.levels()
         off = {s: (shown.get(s), wanted.get(s)) for s in expected if shown.get(s) != wanted.get(s)}
         if off:
