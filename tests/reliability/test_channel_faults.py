@@ -48,16 +48,17 @@ from tests.reliability.fault_world import (
     start_world,
     storm_bound,
 )
-from tests.reliability.scale import FULL, seconds
+from tests.reliability.scale import FULL, seconds, size
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-FAULT_S = seconds(ci=4, full=60)  # how long each fault stays on (storms, latency, errors ...)
-OUTAGE_S = seconds(ci=6, full=300)
-STORM_S = seconds(ci=5, full=30)
+FAULT_S = seconds(ci=3, full=60)  # how long each fault stays on (storms, latency, errors ...)
+OUTAGE_S = seconds(ci=5, full=300)
+STORM_S = seconds(ci=4, full=30)
 RETRY_AFTER_S = 2
 ORDERS_PER_S = 3.0
-MIN_MET = 2  # injected faults each target must have answered before the fault goes off
+# Injected faults each target must have answered before the fault goes off.
+MIN_MET = size(ci=1, full=3)
 # A sale on a healthy webhook store reaches the other healthy stores within this, fault or not.
 PROMPT_S = 15.0
 # From the fault's end until every store converged: a few pushes retried with backoff
