@@ -179,12 +179,14 @@ class Runtime:
         host, port = self.bound[name]
         return f"http://{host}:{port}"
 
-    async def _build_coordinator(self, name: str, channel: Any) -> ChannelCoordinator:
+    async def _build_coordinator(
+        self, name: str, channel: Any, previous: Connector | None = None
+    ) -> ChannelCoordinator:
         health = ChannelHealth(name, clock=self.clock, on_change=self._record_state)
         connector: Connector | None = None
         if channel.enabled:
             try:
-                connector = build_connector(name, channel, self.config.sync)
+                connector = build_connector(name, channel, self.config.sync, previous)
             except NoConnector as exc:
                 health.pause(str(exc))
         else:
@@ -334,12 +336,15 @@ class Runtime:
         self.redactor.set_secrets(config_secrets(new))
         self._engine = Engine(Rules.from_config(new))
         drain = new.sync.drain_timeout
+        replaced: dict[str, Connector | None] = {}
         for name in list(self.coordinators):
             if name not in new.channels or new.channels[name] != old.channels.get(name):
-                await self.coordinators.pop(name).stop(self._scheduler, drain)
+                stopped = self.coordinators.pop(name)
+                replaced[name] = stopped.connector
+                await stopped.stop(self._scheduler, drain)
         for name, channel in new.channels.items():
             if name not in self.coordinators:
-                coordinator = await self._build_coordinator(name, channel)
+                coordinator = await self._build_coordinator(name, channel, replaced.get(name))
                 self.coordinators[name] = coordinator
                 coordinator.start(self._scheduler)
         await self._sync_catalog()

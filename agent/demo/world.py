@@ -23,7 +23,7 @@ import httpx
 
 from agent.demo.observe import Ledger, Watch
 from agent.processes import REPO, Child, child_env, free_port
-from agent.sandbox_config import channel_table, toml_value
+from agent.sandbox_config import channel_table, secret_file, toml_value
 from agent.store.queries import published_numbers
 from connectors.sandbox import SANDBOX_CHANNELS, SANDBOXES, ChannelKeys, SandboxBase, Served, serve
 
@@ -100,6 +100,9 @@ class WorldSettings:
     declare_skus: bool = True
     # Units each channel lists at the start (default: `stock`, i.e. already in step).
     channel_stock: int | None = None
+    # Write each channel's API key to its own file (`secret_path`) and point the config at it,
+    # as a merchant rotating credentials would, instead of into storesync.toml.
+    secret_files: bool = False
 
 
 @dataclass(slots=True)
@@ -167,9 +170,11 @@ class World:
                 "reconcile_interval": s.reconcile_interval,
                 **s.channel_options.get(channel.kind, {}),
             }
-            tables.append(
-                channel_table(channel.name, channel.kind, channel.url, channel.api_key, extra)
-            )
+            secret: str | dict[str, str] = channel.api_key
+            if s.secret_files:
+                self.write_secret(channel.name, channel.api_key)
+                secret = secret_file(self.secret_path(channel.name).name)
+            tables.append(channel_table(channel.name, channel.kind, channel.url, secret, extra))
         sync = {"push_retry_base": "200ms", "push_retry_max": "5s", **s.sync_toml}
         text = "\n".join(
             [
@@ -190,6 +195,17 @@ class World:
         )
         self.config_path.write_text(text)
         self.config_path.chmod(0o600)
+
+    def secret_path(self, name: str) -> Path:
+        """The file holding channel `name`'s API key when `secret_files` is set."""
+        return self.dir / f"secret-{name}.txt"
+
+    def write_secret(self, name: str, key: str) -> None:
+        """Put a channel's API key in its secret file (mode 0600); the agent reads it on start
+        and on SIGHUP."""
+        path = self.secret_path(name)
+        path.touch(mode=0o600)
+        path.write_text(key + "\n")
 
     def import_stock(self) -> None:
         """Count the starting stock into the database, as a merchant does before the first run."""

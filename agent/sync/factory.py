@@ -18,8 +18,11 @@ class NoConnector(Exception):
     """This kind of channel has no connector in this version; the channel is paused."""
 
 
-def build_connector(name: str, channel: BaseChannel, sync: SyncConfig) -> Connector:
-    """A connector for one [channels.<name>] table."""
+def build_connector(
+    name: str, channel: BaseChannel, sync: SyncConfig, previous: Connector | None = None
+) -> Connector:
+    """A connector for one [channels.<name>] table; `previous`, the one it replaces on a
+    reload, hands over rate-limit state the channel still holds against this account."""
     if isinstance(channel, ReferenceChannel):
         from connectors.reference.connector import ReferenceConnector
 
@@ -64,14 +67,21 @@ def build_connector(name: str, channel: BaseChannel, sync: SyncConfig) -> Connec
             order_lookback=sync.order_lookback,
         )
     if isinstance(channel, AmazonChannel):
+        from connectors.amazon.client import API_URLS
         from connectors.amazon.connector import AmazonConnector
 
+        api_url = str(channel.api_url) if channel.api_url else None
+        same_account = (
+            isinstance(previous, AmazonConnector)
+            and previous.seller_id == channel.seller_id
+            and previous.api_url == (api_url or API_URLS[channel.region])
+        )
         return AmazonConnector(
             name,
             seller_id=channel.seller_id,
             marketplace_ids=list(channel.marketplace_ids),
             region=channel.region,
-            api_url=str(channel.api_url) if channel.api_url else None,
+            api_url=api_url,
             lwa_url=str(channel.lwa_url) if channel.lwa_url else None,
             lwa_client_id=channel.lwa_client_id,
             lwa_client_secret=channel.lwa_client_secret.reveal(),
@@ -80,6 +90,8 @@ def build_connector(name: str, channel: BaseChannel, sync: SyncConfig) -> Connec
             order_lookback=sync.order_lookback,
             settle=channel.order_settle,
             feed_threshold=channel.feed_threshold,
+            limiter=previous.limiter if same_account and isinstance(previous, AmazonConnector)
+            else None,
         )
     if isinstance(channel, EbayChannel):
         from connectors.ebay.connector import EbayConnector

@@ -179,6 +179,7 @@ class AmazonConnector:
         feed_timeout: timedelta = DEFAULT_FEED_TIMEOUT,
         timeouts: Timeouts = _DEFAULT_TIMEOUTS,
         transport: httpx.AsyncBaseTransport | None = None,
+        limiter: UsagePlans | None = None,
         clock: Callable[[], datetime] = _utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -192,6 +193,7 @@ class AmazonConnector:
         self.name = name
         self.seller_id = seller_id
         self.marketplace_ids = list(marketplace_ids)
+        self.api_url = api_url or API_URLS[region]
         self._first_window = first_poll_window
         self._lookback = order_lookback
         self._settle = settle
@@ -202,7 +204,9 @@ class AmazonConnector:
         self._clock = clock
         self._monotonic = monotonic
         self._sleep = sleep
-        self.limiter = UsagePlans(clock=monotonic, sleep=sleep)
+        # Amazon meters the selling partner, not this object: a connector rebuilt on reload
+        # takes over its predecessor's buckets (`limiter`) instead of assuming full bursts.
+        self.limiter = limiter or UsagePlans(clock=monotonic, sleep=sleep)
         self._api = AmazonClient(
             api_url or API_URLS[region],
             lwa_url=lwa_url or LWA_URL,
