@@ -24,6 +24,7 @@ from agent.demo.run import DemoOptions, DemoRun
 from agent.demo.traffic import Traffic, TrafficSettings
 from agent.demo.world import World, WorldSettings, available_kinds, demo_tuning
 from agent.processes import REPO, Child, child_env
+from agent.sandbox_config import toml_value
 from agent.store.queries import stored_order_ids
 from connectors.sandbox.webhooks import WebhookSender
 from connectors.shopify.webhooks import verify_delivery as verify_shopify
@@ -68,6 +69,8 @@ class AckLog:
 
     acks: list[Ack] = field(default_factory=list)
     refused: dict[str, dict[int | None, int]] = field(default_factory=dict)  # channel -> status
+    refused_keys: set[tuple[str, str]] = field(default_factory=set)  # (channel, inbox key)
+    errors: list[str] = field(default_factory=list)  # deliveries the log could not key
 
     def watch(self, channel: str, kind: str, sender: WebhookSender, secret: str) -> None:
         """Record each answer `sender` gets for a copy it posts."""
@@ -79,13 +82,18 @@ class AckLog:
 
         async def recording_post(job: Any) -> tuple[int | None, str | None]:
             status, error = await post(job)
-            if status is not None and 200 <= status < 300:
+            try:
                 delivery = verify(secret, job.headers, job.body)
+            except Exception as exc:  # noqa: BLE001 - reported by the test; the sender goes on
+                self.errors.append(f"{channel} {job.delivery_id}: {exc!r}")
+                return status, error
+            if status is not None and 200 <= status < 300:
                 if not delivery.ping:
                     self.acks.append(Ack(channel, delivery.delivery_key, delivery.topic,
                                          _order_id(delivery.topic, job.body)))
             else:
                 refused[status] = refused.get(status, 0) + 1
+                self.refused_keys.add((channel, delivery.delivery_key))
             return status, error
 
         sender._post = recording_post  # type: ignore[method-assign]  # noqa: SLF001
@@ -143,19 +151,39 @@ class CrashWorld:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def start(self, *, timeout: float = 120.0) -> None:
-        """Sandboxes, config, stock, agent; every channel in step; the senders watched."""
-        await self.world.start(timeout=timeout)
+    async def start(self, *, timeout: float = 120.0, database: Path | None = None) -> None:
+        """Sandboxes, config, stock, agent; every channel in step; the senders watched.
+
+        `database` puts the agent's SQLite file elsewhere than beside the config (on a small
+        filesystem, say), keeping the config and the logs out of its way.
+        """
+        world = self.world
+        if database is None:
+            await world.start(timeout=timeout)
+        else:
+            # World.start, with the config pointed at `database` before anything opens it.
+            await world.start_sandboxes()
+            world.write_config()
+            text = world.config_path.read_text()
+            moved = text.replace('database = "storesync.db"',
+                                 f"database = {toml_value(str(database))}")
+            assert moved != text, "the world's config no longer names storesync.db"
+            world.config_path.write_text(moved)
+            world.db_path = database
+            await asyncio.to_thread(world.import_stock)
+            await world.start_agent(timeout=timeout)
+            await world.wait_for(world.in_step, timeout=timeout, what="every channel in step")
+            world.apply_faults()
         self.traffic.channels.update({c.name: c.url for c in self.world.channels.values()})
         for channel in self.world.channels.values():
             if channel.kind in VERIFIERS and channel.keys.webhooks:
                 self.acks.watch(channel.name, channel.kind, channel.sandbox.sender,
                                 channel.webhook_secret)
 
-    def spawn(self, env: Mapping[str, str] | None = None) -> Child:
+    def spawn(self, env: Mapping[str, str] | None = None, log: Path | None = None) -> Child:
         """`storesync run` again on the same config, not waiting for it."""
         child = Child(["--config", str(self.world.config_path), "run"],
-                      self.world.dir / "agent.log", child_env(env))
+                      log or self.world.dir / "agent.log", child_env(env))
         self.world.agent = child
         self.restarts += 1
         return child
