@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import os
 import resource
 import subprocess
@@ -134,6 +135,14 @@ class FileSizeLimit:
         """Nothing to undo."""
 
 
+def _is_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
 def piped_log(path: Path) -> Iterator[Path]:
     """A FIFO to hand the agent as its log, copied into `path` by a thread: the agent's file-size
     limit would otherwise also refuse its log lines (a pipe has no size)."""
@@ -162,10 +171,12 @@ async def test_full_disk_answers_503_and_recovers(tmp_path: Path, starver: Any) 
     started = time.monotonic()
     try:
         await world.start(database=space.database)
+        log_file = world.world.dir / "agent.log"
         if isinstance(space, FileSizeLimit):
             # The same agent again, its log through a pipe (see piped_log).
             world.world.agent.stop(30)  # type: ignore[union-attr]
-            world.spawn(log=next(piped_log(tmp_path / "agent-piped.log")))
+            log_file = tmp_path / "agent-piped.log"
+            world.spawn(log=next(piped_log(log_file)))
             await world.wait_ready()
         agent = world.world.agent
         assert agent is not None
@@ -232,6 +243,11 @@ async def test_full_disk_answers_503_and_recovers(tmp_path: Path, starver: Any) 
         check = await asyncio.to_thread(world.db_check)
         assert check["ok"], check
         assert agent.running
+        # log_format = "json": a failing write must not leave a bare traceback in the log.
+        not_json = [line for line in log_file.read_text(errors="replace").splitlines()
+                    if line.strip() and not _is_json(line)]
+        assert not not_json, "the agent logged lines that are not JSON:\n" + "\n".join(
+            not_json[:20])
         print(
             f"disk ({starver.__name__}): noticed in {noticed_s:.1f} s ({reason!r}); "
             f"{sum(sum(by.values()) for by in refused.values())} deliveries answered 503, "
