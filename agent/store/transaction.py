@@ -574,11 +574,18 @@ class Tx:
         }
         return pruned
 
-    def release_inflight(self) -> int:
-        """At start-up: rows a crash left in flight go back to pending (or are superseded)."""
-        rows = self._outbox_rows("WHERE state = 'inflight' ORDER BY id", ())
+    def release_inflight(
+        self, channel: str | None = None, why: str = "interrupted by a restart"
+    ) -> int:
+        """Rows left in flight go back to pending (or are superseded): at start-up every
+        channel's (a crash), or one channel's after its pusher could not record an outcome."""
+        if channel is None:
+            rows = self._outbox_rows("WHERE state = 'inflight' ORDER BY id", ())
+        else:
+            rows = self._outbox_rows("WHERE state = 'inflight' AND channel = ? ORDER BY id",
+                                     (channel,))
         for row in rows:
-            self.retry_outbox(row, row.last_error or "interrupted by a restart", self.now())
+            self.retry_outbox(row, row.last_error or why, self.now())
         return len(rows)
 
     def retry_dead(self, channel: str | None = None, outbox_id: int | None = None) -> int:

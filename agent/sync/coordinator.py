@@ -9,8 +9,10 @@ shows and lets the engine correct drift.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -83,12 +85,28 @@ class ChannelCoordinator:
         for job, fn, seconds, jitter in jobs:
             job_id = f"{self.name}:{job}"
             scheduler.add_job(
-                fn, "interval", seconds=seconds, jitter=jitter, id=job_id,
+                self._store_guarded(job, fn), "interval", seconds=seconds, jitter=jitter, id=job_id,
                 max_instances=1, coalesce=True, misfire_grace_time=60,
             )
             self._job_ids.append(job_id)
-        self._tasks.append(asyncio.create_task(self._first_sync(), name=f"{self.name}:first"))
+        first = self._store_guarded("first sync", self._first_sync)
+        self._tasks.append(asyncio.create_task(first(), name=f"{self.name}:first"))
         self._tasks.append(asyncio.create_task(self.pusher.run(), name=f"{self.name}:pusher"))
+
+    def _store_guarded(
+        self, job: str, fn: Callable[[], Awaitable[None]]
+    ) -> Callable[[], Coroutine[Any, Any, None]]:
+        """`fn`, with a store that cannot write (full disk, read-only file) logged as one JSON
+        line instead of a scheduler traceback: the job runs again at its next interval."""
+
+        async def guarded() -> None:
+            try:
+                await fn()
+            except sqlite3.Error as exc:
+                log.error("job could not write to the store; it runs again later",
+                          channel=self.name, job=job, error=f"{type(exc).__name__}: {exc}")
+
+        return guarded
 
     async def stop(self, scheduler: AsyncIOScheduler, drain: timedelta) -> None:
         """Unschedule, let the pusher finish its batch within `drain`, close the connector."""

@@ -92,6 +92,7 @@ class OutboxPusher:
         self.discovered = discovered
         self.wake = asyncio.Event()
         self._stopping = False
+        self._claimed_unsettled = False
         self._rng = random.Random()
 
     # -- the loop ------------------------------------------------------------------------------
@@ -103,10 +104,18 @@ class OutboxPusher:
             pushed = 0
             if self.health.can_call:
                 try:
+                    if self._claimed_unsettled:
+                        # A failed cycle may have left its claimed rows in flight (the store took
+                        # the claim, then refused the outcome: a full disk). Nothing else pushes
+                        # this channel's rows, so put them back, or they would wait for a restart.
+                        await self.store.submit(lambda tx: tx.release_inflight(
+                            self.channel, "the outcome could not be stored"))
+                        self._claimed_unsettled = False
                     pushed = await self.push_once()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - a store or programming error
+                    self._claimed_unsettled = True
                     log.exception("push cycle failed", channel=self.channel, error=str(exc))
                     await asyncio.sleep(IDLE_CHECK.total_seconds())
             if pushed == 0:
