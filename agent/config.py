@@ -1385,6 +1385,20 @@ def format_summary(config: Config) -> str:
             ]
             lines.append(f"  {sku}" + (f" ({'; '.join(details)})" if details else ""))
 
+    alerts = config.alerts
+    own_points = sum(1 for override in config.skus.values() if override.reorder_point is not None)
+    default = alerts.reorder_point if alerts.reorder_point is not None else "none"
+    webhook = (
+        f"webhook {alerts.webhook_url} (secret from {alerts.webhook_secret.source})"
+        if alerts.webhook_url and alerts.webhook_secret else "no webhook"
+    )
+    lines.append(
+        f"low-stock alerts: {_count(own_points, 'SKU')} with a reorder point, default {default};"
+        f" velocity over {format_duration(alerts.velocity_window)} x lead time"
+        f" {format_duration(alerts.lead_time)}; check every"
+        f" {format_duration(alerts.check_interval)}; {webhook}"
+    )
+
     if config.warnings:
         lines.append(f"warnings ({len(config.warnings)}):")
         lines.extend(f"  {warning}" for warning in config.warnings)

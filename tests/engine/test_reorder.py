@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent.config import Config
+from agent.config import Config, format_summary
 from agent.engine import ChannelRules, Engine, Rules
 from agent.engine.reorder import (
     ReorderRules,
@@ -81,6 +81,18 @@ def test_rules_come_from_the_config():
     assert rules.sku_points == {"MUG": 9}
     assert rules.lead_time_for("CAP") == timedelta(days=10)
     assert rules.lead_time_for("TEA") == timedelta(days=2)
+
+
+def test_the_config_summary_names_the_alert_settings_but_never_the_secret():
+    config = Config.model_validate({
+        "alerts": {"webhook_url": "https://hooks.example.com/x", "webhook_secret": "s3cr3t-value"},
+        "skus": {"MUG": {"reorder_point": 9}},
+    })
+    summary = format_summary(config)
+    assert ("low-stock alerts: 1 SKU with a reorder point, default none; velocity over 14d x "
+            "lead time 7d; check every 1m; webhook https://hooks.example.com/x "
+            "(secret from literal)") in summary
+    assert "s3cr3t-value" not in summary
 
 
 def test_a_webhook_without_its_signing_secret_is_a_config_error():
