@@ -14,9 +14,10 @@ takes (a bundle's sale counts for its components), in orders created within the 
 from __future__ import annotations
 
 import math
+import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
@@ -92,18 +93,23 @@ class ReorderRules:
 
     def point(self, sku: str, units_sold: int) -> ReorderPoint | None:
         """The SKU's reorder point by precedence: its own, from velocity, the global default."""
+        own = self.sku_points.get(sku)
+        if own is None and units_sold <= 0 and self.default_point is None:
+            return None  # the common case in a large catalog: decided without arithmetic
         lead = self.lead_time_for(sku)
-        velocity = daily_velocity(units_sold, self.velocity_window)
-        numbers = {"daily_velocity": round(float(velocity), 3),
-                   "lead_time_days": round(lead / DAY, 3)}
-        if sku in self.sku_points:
-            return ReorderPoint(self.sku_points[sku], "config", **numbers)
+        velocity = float(daily_velocity(units_sold, self.velocity_window)) if units_sold else 0.0
+        numbers = {"daily_velocity": round(velocity, 3), "lead_time_days": round(lead / DAY, 3)}
+        if own is not None:
+            return ReorderPoint(own, "config", **numbers)
         if units_sold > 0:
             value = velocity_reorder_point(units_sold, self.velocity_window, lead)
             return ReorderPoint(value, "velocity", **numbers)
-        if self.default_point is not None:
-            return ReorderPoint(self.default_point, "config", **numbers)
-        return None
+        assert self.default_point is not None
+        return ReorderPoint(self.default_point, "config", **numbers)
+
+    def candidates(self, sold: Mapping[str, int]) -> set[str] | None:
+        """The only SKUs that can have a point (None: every SKU can, through the default)."""
+        return None if self.default_point is not None else set(self.sku_points) | set(sold)
 
 
 def daily_velocity(units_sold: int, window: timedelta) -> Fraction:
@@ -142,15 +148,25 @@ class AlertChanges:
     cleared: tuple[AlertRow, ...] = ()
 
 
+def low_stock_now(conn: sqlite3.Connection, rules: ReorderRules, now: datetime) -> list[LowStock]:
+    """Read sales and stock, and find every SKU at or below its reorder point."""
+    sold = units_sold_since(conn, iso(now - rules.velocity_window))
+    return find_low_stock(stock_levels(conn, rules.candidates(sold)), sold, rules)
+
+
 def evaluate_alerts(tx: Tx, rules: ReorderRules, *, notify: bool) -> AlertChanges:
-    """Raise an alert for each SKU that fell to its point, clear those that rose above it.
+    """Find the SKUs in alert and record the changes, in one transaction."""
+    return record_alerts(tx, low_stock_now(tx.conn, rules, tx.now()), notify=notify)
+
+
+def record_alerts(tx: Tx, found: Iterable[LowStock], *, notify: bool) -> AlertChanges:
+    """Raise an alert for each SKU found low and not in alert yet, clear those no longer low.
 
     With `notify`, a raised alert waits for the webhook; a cleared one not yet delivered is
     dropped, since the reorder it asked for is no longer needed.
     """
     now = tx.now()
-    sold = units_sold_since(tx.conn, iso(now - rules.velocity_window))
-    low = {item.sku: item for item in find_low_stock(stock_levels(tx.conn), sold, rules)}
+    low = {item.sku: item for item in found}
     current = open_alerts(tx.conn)
     raised: list[AlertRow] = []
     cleared: list[AlertRow] = []

@@ -7,6 +7,7 @@ Functions take a connection, so the evaluation (inside the writer's transaction)
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -33,10 +34,11 @@ GROUP BY c.component
 _STOCK_LEVELS = """
 SELECT s.sku, s.title, coalesce(sum(t.on_hand), 0) - s.committed
 FROM skus s LEFT JOIN stock t ON t.sku = s.sku
-WHERE s.kind = 'simple'
+WHERE s.kind = 'simple' {only}
 GROUP BY s.sku
 ORDER BY s.sku
 """
+_IN_CHUNK = 500  # SKUs per IN (...) list, well under SQLite's variable limit
 
 _ALERT_COLUMNS = (
     "id, sku, available, reorder_point, source, daily_velocity, lead_time_days, raised_at, "
@@ -93,9 +95,19 @@ def units_sold_since(conn: sqlite3.Connection, since: str) -> dict[str, int]:
     }
 
 
-def stock_levels(conn: sqlite3.Connection) -> list[tuple[str, str | None, int]]:
-    """(sku, title, available) of every stock SKU."""
-    return [(sku, title, int(available)) for sku, title, available in conn.execute(_STOCK_LEVELS)]
+def stock_levels(
+    conn: sqlite3.Connection, skus: Collection[str] | None = None
+) -> list[tuple[str, str | None, int]]:
+    """(sku, title, available) of every stock SKU, or of those in `skus`."""
+    if skus is None:
+        rows = list(conn.execute(_STOCK_LEVELS.format(only="")))
+    else:
+        names, rows = sorted(skus), []
+        for start in range(0, len(names), _IN_CHUNK):
+            part = names[start : start + _IN_CHUNK]
+            only = f"AND s.sku IN ({','.join('?' * len(part))})"
+            rows.extend(conn.execute(_STOCK_LEVELS.format(only=only), part))
+    return [(sku, title, int(available)) for sku, title, available in rows]
 
 
 def open_alerts(conn: sqlite3.Connection) -> dict[str, AlertRow]:

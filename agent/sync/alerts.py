@@ -27,7 +27,7 @@ import httpx
 import structlog
 
 from agent.config import AlertsConfig, Config
-from agent.engine.reorder import AlertChanges, ReorderRules, evaluate_alerts
+from agent.engine.reorder import AlertChanges, ReorderRules, low_stock_now, record_alerts
 from agent.store import Store, Tx
 from agent.store.alerts import (
     AlertRow,
@@ -86,7 +86,13 @@ class AlertWatcher:
         config = self._config()
         rules = ReorderRules.from_config(config)
         notify = config.alerts.webhook_url is not None
-        changes = await self.store.submit(lambda tx: evaluate_alerts(tx, rules, notify=notify))
+        # Read on a reader thread, write only the changes: the single writer is never held for
+        # a catalog scan. A stock change landing in between wakes the next check, which fixes it.
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(
+            None, lambda: low_stock_now(self.store.reader(), rules, self.clock())
+        )
+        changes = await self.store.submit(lambda tx: record_alerts(tx, found, notify=notify))
         for row in changes.raised:
             log.warning("low stock: reorder alert raised", sku=row.sku, available=row.available,
                         reorder_point=row.reorder_point, source=row.source)

@@ -123,6 +123,7 @@ webhook_max_attempts = 100
     daemon.start()
     try:
         assert alerts(daemon) == []
+        wait_until(lambda: shop.levels()["MUG"] == 10, what="the shop to show 10 mugs")
         shop.buy({"MUG": 3})  # polled within a second: 3 committed, 7 available
         [alert] = wait_until(lambda: alerts(daemon), what="the reorder alert in /status")
         assert {k: alert[k] for k in ("sku", "title", "available", "reorder_point", "source")} == {
