@@ -89,9 +89,16 @@ class AlertWatcher:
         # Read on a reader thread, write only the changes: the single writer is never held for
         # a catalog scan. A stock change landing in between wakes the next check, which fixes it.
         loop = asyncio.get_running_loop()
-        found = await loop.run_in_executor(
+        reading = loop.run_in_executor(
             None, lambda: low_stock_now(self.store.reader(), rules, self.clock())
         )
+        try:
+            found = await asyncio.shield(reading)
+        except asyncio.CancelledError:
+            # Stopping: let the read finish first, or the store would close its connection
+            # under it.
+            await asyncio.wait([reading])
+            raise
         changes = await self.store.submit(lambda tx: record_alerts(tx, found, notify=notify))
         for row in changes.raised:
             log.warning("low stock: reorder alert raised", sku=row.sku, available=row.available,
