@@ -48,6 +48,7 @@ from pydantic_core import PydanticCustomError, core_schema
 
 __all__ = [
     "AgentConfig",
+    "AlertsConfig",
     "AmazonChannel",
     "BaseChannel",
     "BundleConfig",
@@ -770,7 +771,43 @@ class SkuOverride(_Model):
     allocation_pct: Percent | None = None
     max_qty: Units | None = None
     fixed_qty: Units | None = None
+    # Low-stock alerts: a fixed reorder point, or the lead time its velocity-derived one uses.
+    reorder_point: Units | None = None
+    lead_time: Duration | None = None
     channels: dict[ChannelName, SkuChannelOverride] = Field(default_factory=dict)
+
+
+class AlertsConfig(_Model):
+    """[alerts]: low-stock and reorder alerts, and the signed webhook that announces them."""
+
+    reorder_point: Units | None = None
+    velocity_window: Duration = timedelta(days=14)
+    lead_time: Duration = timedelta(days=7)
+    check_interval: Duration = timedelta(minutes=1)
+    webhook_url: WebURL | None = None
+    webhook_secret: Secret | None = None
+    webhook_timeout: Duration = timedelta(seconds=10)
+    webhook_max_attempts: PositiveInt = 10
+    webhook_retry_base: Duration = timedelta(seconds=30)
+    webhook_retry_max: Duration = timedelta(hours=1)
+
+    @field_validator("velocity_window", "check_interval", "webhook_timeout", "webhook_retry_base")
+    @classmethod
+    def _check_positive(cls, value: timedelta) -> timedelta:
+        """A zero window divides by zero; a zero interval or wait would spin."""
+        if value <= timedelta():
+            raise _custom_error("must be longer than 0s")
+        return value
+
+    @model_validator(mode="after")
+    def _check_webhook(self) -> AlertsConfig:
+        """An unsigned alert could be forged by anyone who finds the URL: require the secret."""
+        if self.webhook_url is not None and self.webhook_secret is None:
+            raise _rule_error(
+                "webhook_secret", "webhook_url is set but webhook_secret is not: alerts are "
+                "signed with it, so the receiver can tell them from forgeries"
+            )
+        return self
 
 
 class Config(_Model):
@@ -785,6 +822,7 @@ class Config(_Model):
     channels: dict[ChannelName, ChannelConfig] = Field(default_factory=dict)
     bundles: list[BundleConfig] = Field(default_factory=list)
     skus: dict[Sku, SkuOverride] = Field(default_factory=dict)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     # Not TOML keys: private attributes keep them out of validation, dumps and unknown-key hints.
     _path: Path = PrivateAttr(default_factory=Path)
@@ -1346,6 +1384,20 @@ def format_summary(config: Config) -> str:
                 for channel, rules in override.channels.items()
             ]
             lines.append(f"  {sku}" + (f" ({'; '.join(details)})" if details else ""))
+
+    alerts = config.alerts
+    own_points = sum(1 for override in config.skus.values() if override.reorder_point is not None)
+    default = alerts.reorder_point if alerts.reorder_point is not None else "none"
+    webhook = (
+        f"webhook {alerts.webhook_url} (secret from {alerts.webhook_secret.source})"
+        if alerts.webhook_url and alerts.webhook_secret else "no webhook"
+    )
+    lines.append(
+        f"low-stock alerts: {_count(own_points, 'SKU')} with a reorder point, default {default};"
+        f" velocity over {format_duration(alerts.velocity_window)} x lead time"
+        f" {format_duration(alerts.lead_time)}; check every"
+        f" {format_duration(alerts.check_interval)}; {webhook}"
+    )
 
     if config.warnings:
         lines.append(f"warnings ({len(config.warnings)}):")

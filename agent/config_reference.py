@@ -27,6 +27,7 @@ from pydantic_core import PydanticUndefined
 from agent.config import (
     CHANNEL_KINDS,
     AgentConfig,
+    AlertsConfig,
     BaseChannel,
     BundleConfig,
     ListenAddress,
@@ -81,6 +82,8 @@ def tables(example: str) -> list[Table]:
             inherited=BaseChannel,
         ))
     out += [
+        Table("[alerts]", AlertsConfig, "Low-stock and reorder alerts: on the dashboard, in "
+              "/status, and optionally POSTed to a webhook, signed.", ("alerts",)),
         Table("[[bundles]]", BundleConfig, "A SKU sold as a fixed set of other SKUs.",
               ("bundles",)),
         Table("[skus.<sku>]", SkuOverride, "Per-SKU settings; an empty table declares the SKU.",

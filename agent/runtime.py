@@ -36,6 +36,7 @@ from agent.sdnotify import Notifier
 from agent.status import status_document, status_line
 from agent.store import Store
 from agent.store.timestamps import Clock, iso, utc_now
+from agent.sync.alerts import AlertWatcher
 from agent.sync.coordinator import ChannelCoordinator
 from agent.sync.factory import NoConnector, build_connector
 from agent.sync.health import ChannelHealth, State
@@ -96,6 +97,7 @@ class Runtime:
         self.coordinators: dict[str, ChannelCoordinator] = {}
         self.store: Store
         self.inbox: InboxProcessor
+        self.alerts: AlertWatcher | None = None
         self._engine = Engine(Rules.from_config(config))
         self._scheduler = AsyncIOScheduler(
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 60}
@@ -149,6 +151,9 @@ class Runtime:
         for coordinator in self.coordinators.values():
             coordinator.start(self._scheduler)
         self.spawn(self.inbox.run(), name="inbox")
+        self.alerts = AlertWatcher(store=self.store, config=lambda: self.config, clock=self.clock)
+        self.spawn(self.alerts.run_checks(), name="alerts")
+        self.spawn(self.alerts.run_notifier(), name="alert-webhook")
         self.spawn(self._heartbeat(), name="heartbeat")
         if self.notifier.watchdog_interval is not None:
             self.spawn(self._watchdog(self.notifier.watchdog_interval), name="watchdog")
@@ -236,14 +241,21 @@ class Runtime:
 
     def wake_pusher(self, channel: str) -> None:
         """New outbox rows for one channel."""
+        self.wake_alerts()
         coordinator = self.coordinators.get(channel)
         if coordinator is not None:
             coordinator.wake_pusher()
 
     def wake_pushers(self) -> None:
         """New outbox rows, possibly for every channel."""
+        self.wake_alerts()
         for coordinator in self.coordinators.values():
             coordinator.wake_pusher()
+
+    def wake_alerts(self) -> None:
+        """Stock may have changed: re-evaluate low-stock alerts soon."""
+        if self.alerts is not None:
+            self.alerts.wake()
 
     def store_failed(self, what: str, exc: BaseException) -> None:
         """A write failed (full disk, read-only file): say why in /status; webhooks get 503."""

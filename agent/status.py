@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from agent.store.alerts import alerts_report
 from agent.store.queries import (
     channel_rows,
     inbox_summary,
@@ -94,6 +95,8 @@ def status_document(runtime: Runtime) -> dict[str, Any]:
         },
         "inbox": inbox_summary(conn),
         "channels": channels,
+        # SKUs at or below their reorder point, lowest first (see "Low-stock and reorder alerts").
+        "alerts": alerts_report(conn),
         "recent_events": recent_events(conn, limit=10),
     }
 

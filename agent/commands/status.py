@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 from rich.table import Table
+from rich.text import Text
 
 from agent.commands.context import (
     EXIT_FAILED,
@@ -90,3 +91,24 @@ def render(document: dict[str, Any]) -> None:
     for name, ch in document["channels"].items():
         for warning in ch.get("warnings", []):
             stdout.print(f"warning: {name}: {warning}", markup=False)
+    render_alerts(document.get("alerts") or [])
+
+
+def render_alerts(alerts: list[dict[str, Any]]) -> None:
+    """Print the SKUs at or below their reorder point, if any."""
+    if not alerts:
+        return
+    table = Table("sku", "title", "available", "reorder point", "from", "per day", "since",
+                  title=f"low stock: {len(alerts)} SKU(s) at or below their reorder point")
+    for alert in alerts:
+        table.add_row(
+            Text(alert["sku"]),
+            Text(alert["title"] or ""),
+            f"[red]{alert['available']}[/]",
+            str(alert["reorder_point"]),
+            alert["source"] if alert["source"] == "config"
+            else f"velocity x {alert['lead_time_days']:g} d",
+            f"{alert['daily_velocity']:g}",
+            (alert["since"] or "")[:19].replace("T", " "),
+        )
+    stdout.print(table)

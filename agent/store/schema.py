@@ -256,3 +256,36 @@ def m004_outbox_oldest_index(db: Database) -> None:
     """Index the outbox by queue time: /status finds each channel's oldest waiting push with
     one index seek instead of reading every row (slow with 100k pushes queued)."""
     db.execute("CREATE INDEX outbox_queued ON outbox(channel, state, queued_at)")
+
+
+@migrations()
+def m005_reorder_alerts(db: Database) -> None:
+    """Low-stock alerts: each time a SKU falls to its reorder point, and its webhook delivery."""
+    db.execute(
+        """
+        CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY,
+            sku TEXT NOT NULL,
+            available INTEGER NOT NULL,        -- refreshed while the alert is open
+            reorder_point INTEGER NOT NULL,
+            source TEXT NOT NULL CHECK (source IN ('config', 'velocity')),
+            daily_velocity REAL NOT NULL,
+            lead_time_days REAL NOT NULL,
+            raised_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            cleared_at TEXT,                   -- set when stock rose above the point again
+            -- 'off': no webhook configured when it was raised; 'dropped': cleared before delivery
+            notify_state TEXT NOT NULL CHECK (
+                notify_state IN ('off', 'pending', 'sent', 'failed', 'dropped')),
+            notify_attempts INTEGER NOT NULL DEFAULT 0,
+            next_notify_at TEXT,
+            notified_at TEXT,
+            notify_error TEXT
+        ) STRICT
+        """
+    )
+    # One open alert per SKU: entering again after a clear raises a new row.
+    db.execute("CREATE UNIQUE INDEX alerts_one_open ON alerts(sku) WHERE cleared_at IS NULL")
+    db.execute("CREATE INDEX alerts_notify_due ON alerts(notify_state, next_notify_at)")
+    # Sales velocity reads orders by creation time across channels.
+    db.execute("CREATE INDEX orders_created_at ON orders(created_at)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from agent.config import Config
 from agent.config_reference import EXAMPLE, REFERENCE, render, tables
 
 ROW = re.compile(r"^\| `(?P<key>[a-z_]+)` \| (?P<type>.+?) \| (?P<default>.+?) \| (?P<text>.*) \|$")
@@ -31,3 +32,9 @@ def test_every_key_of_every_table_is_in_the_reference_with_a_description() -> No
         for key in set(table.model.model_fields) - inherited:
             assert key in rows, f"{table.header} {key} missing from the reference"
             assert rows[key].strip(), f"{table.header} {key} has no description"
+
+
+def test_every_table_of_the_config_has_a_section() -> None:
+    covered = {t.header.strip("[]").split(".")[0].split(" ")[0] for t in tables(
+        EXAMPLE.read_text(encoding="utf-8"))}
+    assert set(Config.model_fields) <= covered, set(Config.model_fields) - covered
