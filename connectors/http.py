@@ -40,6 +40,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base, wait_random_exponential
 
+from connectors import payloads
 from connectors.base import (
     AuthError,
     ConflictError,
@@ -267,8 +268,8 @@ def error_from_exception(exc: BaseException, *, what: str = "") -> ConnectorErro
 def json_body(response: httpx.Response, *, what: str = "") -> Any:
     """The response's JSON; a body that is not JSON is a transient RetryableError, not a crash."""
     try:
-        return response.json()
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        return payloads.loads(response.content)
+    except ValueError as exc:  # not JSON, not UTF-8, or nested too deeply
         label = what or _describe(_request_of(response))
         raise RetryableError(
             f"{label}: the channel returned a body that is not JSON ({len(response.content)} bytes)"

@@ -40,6 +40,7 @@ from typing import Any
 import httpx
 import structlog
 
+from connectors import payloads
 from connectors.amazon.client import (
     API_URLS,
     LWA_URL,
@@ -649,7 +650,7 @@ class AmazonConnector:
             raise RetryableError(f"getFeedDocument {document_id} answered no url")
         raw = await self._api.download(url, compression if isinstance(compression, str) else None)
         try:
-            report = json.loads(raw)
+            report = payloads.loads(raw)
         except ValueError as exc:
             raise RetryableError(f"feed {feed_id}: the processing report is not JSON") from exc
         skus = self._feed_skus.pop(feed_id, None) or {

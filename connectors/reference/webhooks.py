@@ -9,12 +9,12 @@ JSON as the API returns it, so the same `parse_order` maps both.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from connectors import payloads
 from connectors.base import (
     ChannelEvent,
     ChannelOrder,
@@ -71,8 +71,8 @@ def parse_delivery(channel: str, topic: str, raw_body: bytes) -> ChannelEvent:
     if topic not in ORDER_TOPICS:
         return ChannelEvent(kind=EventKind.IGNORE)
     try:
-        data = json.loads(raw_body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = payloads.loads(raw_body)
+    except ValueError as exc:
         raise PermanentError(f"{topic}: the body is not JSON") from exc
     order = parse_order(channel, data)
     return ChannelEvent(kind=EventKind.ORDER, order=order, order_id=order.external_id)

@@ -12,11 +12,11 @@ payload and `X-Shopify-Triggered-At`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from connectors import payloads
 from connectors.base import (
     ChannelEvent,
     ChannelOrder,
@@ -90,8 +90,8 @@ def read_body(topic: str, raw_body: bytes, resource: str) -> dict[str, Any]:
     as {"<resource>": {...}}, which is unwrapped so both read alike.
     """
     try:
-        data = json.loads(raw_body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = payloads.loads(raw_body)
+    except ValueError as exc:
         raise PermanentError(f"{topic}: the body is not JSON") from exc
     if isinstance(data, dict) and set(data) == {resource}:
         data = data[resource]

@@ -20,13 +20,13 @@ makes copies of one state share a key and every later state get a new one.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from connectors import payloads
 from connectors.base import (
     ChannelEvent,
     ChannelOrder,
@@ -122,8 +122,8 @@ def delivery_key(
     """The key a verified delivery is deduplicated on, and the version time it carries."""
     body_digest = "sha256:" + hashlib.sha256(raw_body).hexdigest()
     try:
-        data = json.loads(raw_body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = payloads.loads(raw_body)
+    except ValueError:
         # Signed by the shop but unreadable: still a delivery (parse_event refuses it later).
         return body_digest, None
     resource_id = data.get("id") if isinstance(data, dict) else None
@@ -155,8 +155,8 @@ def parse_delivery(channel: str, topic: str, raw_body: bytes) -> ChannelEvent:
     if topic not in ORDER_TOPICS and topic not in (ORDER_DELETED, PRODUCT_UPDATED):
         return ChannelEvent(kind=EventKind.IGNORE)
     try:
-        data = json.loads(raw_body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = payloads.loads(raw_body)
+    except ValueError as exc:
         raise PermanentError(f"{topic}: the body is not JSON") from exc
     if is_rest_error(data):
         # The resource was gone when WooCommerce built the payload: nothing to apply here; the
