@@ -249,3 +249,18 @@ def m003_outbox_states(db: Database) -> None:
     )
     db.execute("CREATE INDEX outbox_due ON outbox(channel, state, next_attempt_at)")
     db.execute("ALTER TABLE inbox ADD COLUMN parked INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations()
+def m004_shipment_files(db: Database) -> None:
+    """Drop-folder files applied, by content digest, so each is applied exactly once."""
+    db.execute(
+        """
+        CREATE TABLE shipment_files (
+            sha256 TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            shipments INTEGER NOT NULL,
+            applied_at TEXT NOT NULL
+        ) STRICT
+        """
+    )
