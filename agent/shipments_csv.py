@@ -142,7 +142,8 @@ def _add_line(
     elif qty_text:
         return f"a quantity ({qty_text}) without a SKU; give the SKU, or leave both empty " \
                "to ship the whole order"
-    key = (channel, order, tracking)
+    # "#1001" and "1001" name the same order: one package per tracking number either way.
+    key = (channel, order.lstrip("#"), tracking)
     package = packages.get(key)
     if package is None:
         package = packages[key] = Package(line_no, order, channel or None, carrier, tracking, url)
