@@ -122,7 +122,7 @@ def render(document: dict[str, Any]) -> None:
             (ch["last_webhook_at"] or "never")[:19].replace("T", " "),
             str(ch["outbox"]["pending"] + ch["outbox"]["inflight"]),
             f"[red]{ch['outbox']['dead']}[/]" if ch["outbox"]["dead"] else "0",
-            str(ch["listings"]), str(ch["orders"]), escape(ch["state_reason"] or ""),
+            str(ch["listings"]), str(ch["orders"]), escape((ch["state_reason"] or "")[:80]),
         )
     stdout.print(table)
     for name, ch in document["channels"].items():
