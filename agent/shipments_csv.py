@@ -67,7 +67,8 @@ class Package:
 
 
 def _normal(name: str) -> str:
-    return name.strip().lower().replace(" ", "_").replace("-", "_")
+    # A byte-order mark (spreadsheet exports) is not part of the first column's name.
+    return name.lstrip("\ufeff").strip().lower().replace(" ", "_").replace("-", "_")
 
 
 def parse_shipments(text: str) -> tuple[list[Package], list[RowError]]:
@@ -87,8 +88,8 @@ def parse_shipments(text: str) -> tuple[list[Package], list[RowError]]:
             if name in columns:
                 at[field_name] = columns.index(name)
                 break
-    missing = [f"{name} (or {', '.join(ALIASES[name][1:])})" if len(ALIASES[name]) > 1
-               else name for name in REQUIRED if name not in at]
+    missing = [f"{ALIASES[name][0]} (or {', '.join(ALIASES[name][1:])})"
+               for name in REQUIRED if name not in at]
     if missing:
         return [], [RowError(1, f"missing column {'; '.join(missing)}; "
                                 f"got {','.join(columns) or 'nothing'}")]

@@ -264,6 +264,8 @@ async def retry_dead(request: web.Request) -> web.Response:
 
 _NOT_RETRIED = {
     "newer_pending": "a newer value for the same item is already queued; it replaces this one",
+    "replaced": "a newer value for the same item was queued after it, so it is now marked "
+    "superseded instead (no longer a dead letter)",
     "inflight": "it is being pushed right now",
     "done": "it was already accepted by the channel",
     "superseded": "a newer value replaced it",

@@ -599,6 +599,15 @@ class Tx:
         if row is None:
             return "missing"
         if row.state == "dead":
+            newer = self.conn.execute(
+                "SELECT 1 FROM outbox WHERE channel = ? AND kind = ? AND key = ? AND id > ? "
+                "LIMIT 1",
+                (row.channel, row.kind, row.key, row.id),
+            ).fetchone()
+            if newer:
+                # Pushing it would put an older value back; it stops counting as a dead letter.
+                self.set_outbox_state(outbox_id, "superseded")
+                return "replaced"
             return "retried" if self.retry_dead(outbox_id=outbox_id) else "newer_pending"
         if row.state == "pending":
             self.conn.execute(
