@@ -119,13 +119,15 @@ class DropFolder:
             try:
                 await self.scan(resumed=resumed)
                 resumed = False
-            except OSError as exc:
-                log.error("cannot read the drop folder", folder=str(self.folder), error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - the watcher outlives one bad scan
+                log.error("drop folder scan failed; trying again next scan",
+                          folder=str(self.folder), error=repr(exc))
             await asyncio.sleep(interval.total_seconds())
 
     async def scan(self, *, resumed: bool = False) -> list[FileOutcome]:
         """Finish files left in processing/, then take every settled file in the folder."""
         outcomes = []
+        await asyncio.to_thread(self.prepare)  # someone may have removed done/ or failed/
         for path in await asyncio.to_thread(self._leftovers):
             outcome = await self.process(path, resumed=resumed or path.name in self._stuck)
             if outcome is not None:
