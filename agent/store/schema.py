@@ -252,7 +252,7 @@ def m003_outbox_states(db: Database) -> None:
 
 
 @migrations()
-def m004_shipment_files(db: Database) -> None:
+def m005_shipment_files(db: Database) -> None:
     """Drop-folder files applied, by content digest, so each is applied exactly once."""
     db.execute(
         """
