@@ -6,10 +6,26 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from agent.commands import check_config, db, demo, init, run, sandbox, sku, status, stock
+from agent.commands import (
+    channels,
+    check_config,
+    db,
+    demo,
+    init,
+    orders,
+    outbox,
+    run,
+    sandbox,
+    ship,
+    sku,
+    status,
+    stock,
+)
 from agent.commands.context import EXIT_FAILED, CommandFailed, stderr
 
-COMMANDS = (run, status, init, check_config, stock, sku, db, sandbox, demo)
+COMMANDS = (
+    run, status, channels, orders, ship, outbox, init, check_config, stock, sku, db, sandbox, demo
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

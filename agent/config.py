@@ -510,6 +510,22 @@ PositiveInt = Annotated[int, Field(ge=1)]
 # Models
 
 
+def _resolve_path(value: Any, info: ValidationInfo, what: str) -> Path:
+    """A path from TOML; a relative one is resolved against the config file's directory."""
+    if isinstance(value, str):
+        if not value:
+            raise _custom_error("must not be empty")
+        value = Path(value).expanduser()
+    if not isinstance(value, Path):
+        raise _custom_error(f"expected {what}, got {_describe_input(value)}")
+    base_dir = (info.context or {}).get(_CTX_BASE_DIR)
+    if base_dir is not None and not value.is_absolute():
+        # A relative path means "next to the config file", not "wherever the daemon was
+        # started", which under systemd is "/".
+        value = base_dir / value
+    return value
+
+
 class _Model(BaseModel):
     """Shared settings: unknown keys are errors, TOML types are taken as written, no mutation."""
 
@@ -534,18 +550,7 @@ class AgentConfig(_Model):
     @classmethod
     def _resolve_database(cls, value: Any, info: ValidationInfo) -> Any:
         """Resolve a relative database path against the config file's directory."""
-        if isinstance(value, str):
-            if not value:
-                raise _custom_error("must not be empty")
-            value = Path(value).expanduser()
-        if not isinstance(value, Path):
-            raise _custom_error(f"expected a file path, got {_describe_input(value)}")
-        base_dir = (info.context or {}).get(_CTX_BASE_DIR)
-        if base_dir is not None and not value.is_absolute():
-            # A relative path means "next to the config file", not "wherever the daemon was
-            # started", which under systemd is "/".
-            value = base_dir / value
-        return value
+        return _resolve_path(value, info, "a file path")
 
     @field_validator("ops_listen")
     @classmethod
@@ -583,6 +588,28 @@ class SyncConfig(_Model):
     order_lookback: Duration = timedelta(minutes=5)
     first_poll_window: Duration = timedelta(days=1)
     webhook_silence: Duration = timedelta(minutes=30)
+
+
+class ShipmentsConfig(_Model):
+    """[shipments]: a drop folder where a 3PL or shipping tool leaves CSV files of shipments."""
+
+    drop_folder: Path | None = None
+    scan_interval: Duration = timedelta(seconds=5)
+    settle_time: Duration = timedelta(seconds=2)
+
+    @field_validator("drop_folder", mode="before")
+    @classmethod
+    def _resolve_drop_folder(cls, value: Any, info: ValidationInfo) -> Any:
+        """Resolve a relative folder against the config file's directory."""
+        return None if value is None else _resolve_path(value, info, "a folder path")
+
+    @field_validator("scan_interval")
+    @classmethod
+    def _check_scan_interval(cls, value: timedelta) -> timedelta:
+        """A zero interval would spin the event loop."""
+        if value < timedelta(milliseconds=100):
+            raise _custom_error("must be at least 100ms")
+        return value
 
 
 class LocationConfig(_Model):
@@ -816,6 +843,7 @@ class Config(_Model):
     agent: AgentConfig = Field(default_factory=AgentConfig)
     stock: StockConfig = Field(default_factory=StockConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
+    shipments: ShipmentsConfig = Field(default_factory=ShipmentsConfig)
     locations: list[LocationConfig] = Field(
         default_factory=lambda: [LocationConfig(name=IMPLICIT_LOCATION)]
     )
@@ -1333,6 +1361,12 @@ def format_summary(config: Config) -> str:
     remote = "remote allowed" if agent.allow_remote_ops else "loopback only"
     lines.append(f"  ops listen:     {agent.ops_listen} ({remote}, {ops_token})")
     lines.append(f"  logs:           format {agent.log_format}, level {agent.log_level}")
+    drop = config.shipments.drop_folder
+    if drop is not None:
+        lines.append(
+            f"shipments: drop folder {drop}, scanned every"
+            f" {format_duration(config.shipments.scan_interval)}"
+        )
     lines.append(
         f"stock defaults: buffer {stock.buffer}, allocation {stock.allocation_pct}%,"
         f" max_qty {stock.max_qty if stock.max_qty is not None else 'none'};"

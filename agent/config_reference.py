@@ -33,6 +33,7 @@ from agent.config import (
     ListenAddress,
     LocationConfig,
     Secret,
+    ShipmentsConfig,
     SkuChannelOverride,
     SkuOverride,
     StockConfig,
@@ -82,6 +83,8 @@ def tables(example: str) -> list[Table]:
             inherited=BaseChannel,
         ))
     out += [
+        Table("[shipments]", ShipmentsConfig, "Shipments taken from a watched drop folder of "
+              "CSV files (a 3PL's or a shipping tool's exports).", ("shipments",)),
         Table("[alerts]", AlertsConfig, "Low-stock and reorder alerts: on the dashboard, in "
               "/status, and optionally POSTed to a webhook, signed.", ("alerts",)),
         Table("[[bundles]]", BundleConfig, "A SKU sold as a fixed set of other SKUs.",

@@ -27,6 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import BaseModel
 
 from agent.config import Config, ConfigError, Secret, load_config
+from agent.drop_folder import DropFolder
 from agent.engine import Engine, Rules
 from agent.http.ops import create_ops_app
 from agent.http.webhooks import create_webhook_app
@@ -146,6 +147,7 @@ class Runtime:
             self.config.agent.webhook_listen,
         )
         await self._bind("ops", create_ops_app(self), self.config.agent.ops_listen)
+        self._start_drop_folder()
         self._scheduler.start()
         self._scheduler.add_job(self.prune_history, "interval", hours=1, id="prune-history")
         for coordinator in self.coordinators.values():
@@ -162,6 +164,27 @@ class Runtime:
         self.notifier.ready(summary)
         log.info("storesync is running", webhooks=self._url("webhooks"), ops=self._url("ops"),
                  channels=len(self.coordinators), status=summary)
+
+    def _start_drop_folder(self) -> None:
+        """Watch [shipments].drop_folder, if set; a folder that cannot be created stops start-up."""
+        shipments = self.config.shipments
+        if shipments.drop_folder is None:
+            return
+        folder = DropFolder(
+            shipments.drop_folder,
+            store=self.store,
+            engine=lambda: self._engine,
+            settle_time=shipments.settle_time,
+            on_applied=self.wake_channels,
+        )
+        try:
+            folder.prepare()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot use the drop folder {shipments.drop_folder}: {exc.strerror or exc}"
+            ) from exc
+        self.spawn(folder.run(shipments.scan_interval), name="drop-folder")
+        log.info("watching the shipments drop folder", folder=str(shipments.drop_folder))
 
     async def _bind(self, name: str, app: web.Application, address: Any) -> None:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
@@ -245,6 +268,11 @@ class Runtime:
         coordinator = self.coordinators.get(channel)
         if coordinator is not None:
             coordinator.wake_pusher()
+
+    def wake_channels(self, channels: set[str]) -> None:
+        """New outbox rows for some channels."""
+        for channel in channels:
+            self.wake_pusher(channel)
 
     def wake_pushers(self) -> None:
         """New outbox rows, possibly for every channel."""
@@ -344,6 +372,8 @@ class Runtime:
             old.agent.webhook_listen, old.agent.ops_listen, old.agent.database,
         ):
             log.warning("listener addresses and the database path change only on restart")
+        if new.shipments != old.shipments:
+            log.warning("the [shipments] drop folder settings change only on restart")
         self.config = new
         self.redactor.set_secrets(config_secrets(new))
         self._engine = Engine(Rules.from_config(new))

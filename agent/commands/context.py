@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # the command ran and found a problem (an invariant breach, rows with errors)
 EXIT_CONFIG = 2  # the config or the command line is wrong; fix it before retrying
 EXIT_NOT_FOUND = 3  # the thing asked about does not exist
+EXIT_AGENT_DOWN = 3  # the command needs the running agent and cannot reach it (as `status`)
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -71,6 +73,27 @@ def open_store(config: Config, *, create: bool = False) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+@contextmanager
+def open_reader(config: Config) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to the database: works whether or not the agent runs."""
+    path = config.agent.database
+    if not path.exists():
+        raise CommandFailed(
+            f"no database at {path} (it is created when `storesync run` starts)", EXIT_NOT_FOUND
+        )
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        conn.execute("PRAGMA query_only=1")
+    except sqlite3.Error as exc:
+        raise CommandFailed(f"cannot open the database {path}: {exc}") from exc
+    try:
+        yield conn
+    except sqlite3.Error as exc:
+        raise CommandFailed(f"cannot read the database {path}: {exc}") from exc
+    finally:
+        conn.close()
 
 
 def engine_for(config: Config) -> Engine:

@@ -23,6 +23,7 @@ from agent.commands.context import (
     stderr,
     stdout,
 )
+from agent.commands.ops_client import ops_url
 
 TIMEOUT_S = 5.0
 
@@ -41,11 +42,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def run(args: argparse.Namespace) -> int:
     """Fetch /status and print it."""
     config = load(args)
-    address = config.agent.ops_listen
-    host = f"[{address.host}]" if ":" in address.host else address.host
-    if address.host in ("0.0.0.0", "::"):
-        host = "127.0.0.1"
-    url = f"http://{host}:{address.port}/status"
+    url = f"{ops_url(config)}/status"
     try:
         response = httpx.get(url, timeout=TIMEOUT_S)
         response.raise_for_status()

@@ -575,13 +575,15 @@ def _shipment_quantities(order: StoredOrder, asked: Mapping[str, int] | None) ->
         return quantities
     for key, qty in asked.items():
         if qty <= 0:
-            raise InvalidShipment(f"{key}: quantity must be positive, got {qty}")
+            raise InvalidShipment(f"{key}: quantity must be positive, got {qty}", key=key)
         if key in order.lines:
             candidates = [order.lines[key]]
         else:
             candidates = [ln for ln in order.lines.values() if key in (ln.sku, ln.channel_sku)]
             if not candidates:
-                raise InvalidShipment(f"order {order.external_id} has no line or SKU {key!r}")
+                raise InvalidShipment(
+                    f"order {order.external_id} has no line or SKU {key!r}", key=key
+                )
         left = qty
         for line in candidates:
             room = line.remaining - quantities.get(line.line_id, 0)
@@ -592,6 +594,7 @@ def _shipment_quantities(order: StoredOrder, asked: Mapping[str, int] | None) ->
         if left:
             raise InvalidShipment(
                 f"order {order.external_id}: asked to ship {qty} of {key}, "
-                f"only {qty - left} left to ship"
+                f"only {qty - left} left to ship",
+                key=key,
             )
     return quantities

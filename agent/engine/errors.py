@@ -22,6 +22,11 @@ class UnknownOrder(EngineError):
 class InvalidShipment(EngineError):
     """A shipment that does not fit its order (too many units, a cancelled order, ...)."""
 
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        # The line id or SKU at fault, so a file's error can name the line that asked for it.
+        self.key = key
+
 
 class InvalidStockChange(EngineError):
     """A stock change that cannot be applied (a negative count, a bundle's own stock, ...)."""

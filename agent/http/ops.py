@@ -2,6 +2,7 @@
 
 GET  /healthz /readyz /status /metrics /  /skus/{sku}  /orders/{channel}/{id}  /outbox
 POST /shipments  /stock/{sku}  /channels/{name}/sync|pause|resume  /outbox/retry-dead
+     /outbox/{id}/retry
 Every POST needs `Authorization: Bearer <ops_token>`. Errors are JSON: {"error": "..."}.
 """
 
@@ -14,13 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from agent.engine import (
-    EngineError,
-    InvalidShipment,
-    ShipmentRequest,
-    UnknownLocation,
-    UnknownOrder,
-)
+from agent.engine import EngineError, InvalidShipment, UnknownLocation, UnknownOrder
+from agent.shipments import AmbiguousOrder, parse_shipment_json, record_shipment
 from agent.status import status_document
 from agent.store.queries import order_report, outbox_rows, sku_report
 
@@ -47,6 +43,7 @@ def create_ops_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/stock/{sku}", stock)
     app.router.add_post("/channels/{name}/{action:sync|pause|resume}", channel_action)
     app.router.add_post("/outbox/retry-dead", retry_dead)
+    app.router.add_post(r"/outbox/{id:\d+}/retry", retry_one)
     return app
 
 
@@ -182,35 +179,24 @@ td,th{{padding:.3rem .6rem;border-bottom:1px solid #ddd;text-align:left}}
 
 
 async def ship(request: web.Request) -> web.Response:
-    """Record a shipment: {channel, order_id, carrier, tracking_number, tracking_url, lines?}."""
+    """Record a shipment: {order_id, channel?, carrier, tracking_number, tracking_url, lines?}."""
     runtime = request.app[RUNTIME]
     body = await _json_body(request)
     try:
-        lines = body.get("lines")
-        req = ShipmentRequest(
-            channel=str(body["channel"]),
-            order_id=str(body["order_id"]),
-            carrier=str(body.get("carrier", "")),
-            tracking_number=str(body.get("tracking_number", "")),
-            tracking_url=str(body.get("tracking_url", "")),
-            lines={str(k): int(v) for k, v in lines.items()} if lines else None,
-            location=body.get("location"),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        return _error(400, f"bad shipment: {exc}; need channel, order_id and optional lines "
-                           "as {{line id or SKU: units}}")
+        item = parse_shipment_json(body)
+    except ValueError as exc:
+        return _error(400, f"bad shipment: {exc}")
     engine = runtime.engine
     try:
-        outcome = await runtime.store.submit(lambda tx: engine.apply_shipment(tx, req))
+        result = await runtime.store.submit(lambda tx: record_shipment(engine, tx, item))
+    except AmbiguousOrder as exc:
+        return web.json_response({"error": str(exc), "candidates": exc.candidates}, status=409)
     except UnknownOrder as exc:
         return _error(404, str(exc))
     except (InvalidShipment, UnknownLocation) as exc:
         return _error(422, str(exc))
-    runtime.wake_pusher(req.channel)
-    return web.json_response(
-        {"shipment_id": outcome.shipment_id, "created": outcome.created, "lines": outcome.lines},
-        status=201 if outcome.created else 200,
-    )
+    runtime.wake_pusher(result.channel)
+    return web.json_response(result.as_json(), status=201 if result.created else 200)
 
 
 async def stock(request: web.Request) -> web.Response:
@@ -274,3 +260,31 @@ async def retry_dead(request: web.Request) -> web.Response:
     )
     runtime.wake_pushers()
     return web.json_response({"retried": count})
+
+
+_NOT_RETRIED = {
+    "newer_pending": "a newer value for the same item is already queued; it replaces this one",
+    "replaced": "a newer value for the same item was queued after it, so it is now marked "
+    "superseded instead (no longer a dead letter)",
+    "inflight": "it is being pushed right now",
+    "done": "it was already accepted by the channel",
+    "superseded": "a newer value replaced it",
+    "skipped": "it was skipped (the listing is gone or not managed)",
+}
+
+
+async def retry_one(request: web.Request) -> web.Response:
+    """Retry one outbox row now: a dead letter gets fresh attempts, a pending row is due now."""
+    runtime = request.app[RUNTIME]
+    outbox_id = int(request.match_info["id"])
+    outcome = await runtime.store.submit(lambda tx: tx.retry_one(outbox_id))
+    if outcome == "missing":
+        return _error(404, f"no outbox row {outbox_id}")
+    if outcome not in ("retried", "due_now"):
+        reason = _NOT_RETRIED.get(outcome, outcome)
+        return web.json_response(
+            {"error": f"outbox row {outbox_id} was not retried: {reason}", "outcome": outcome},
+            status=409,
+        )
+    runtime.wake_pushers()
+    return web.json_response({"id": outbox_id, "outcome": outcome})

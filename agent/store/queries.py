@@ -158,15 +158,17 @@ def recent_events(
 def outbox_rows(
     conn: sqlite3.Connection,
     *,
-    state: str | None = None,
+    state: str | tuple[str, ...] | None = None,
     channel: str | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """Outbox rows, newest first, for people to look at."""
-    clauses, params = [], []
+    """Outbox rows, newest first, for people to look at; `state` may name several."""
+    clauses: list[str] = []
+    params: list[str] = []
     if state:
-        clauses.append("state = ?")
-        params.append(state)
+        states = (state,) if isinstance(state, str) else state
+        clauses.append(f"state IN ({','.join('?' * len(states))})")
+        params.extend(states)
     if channel:
         clauses.append("channel = ?")
         params.append(channel)
@@ -245,3 +247,56 @@ def stored_order_ids(conn: sqlite3.Connection) -> dict[str, set[str]]:
 def master_skus(conn: sqlite3.Connection) -> set[str]:
     """Every SKU the store knows, plain and bundle."""
     return {row[0] for row in conn.execute("SELECT sku FROM skus")}
+
+
+def order_rows(
+    conn: sqlite3.Connection,
+    *,
+    channel: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """The newest orders (by creation), with their units and shipments, for people to look at."""
+    clauses, params = [], []
+    if channel:
+        clauses.append("o.channel = ?")
+        params.append(channel)
+    if status:
+        clauses.append("o.status = ?")
+        params.append(status)
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    rows = conn.execute(
+        "SELECT o.channel, o.external_id, o.name, o.status, o.created_at, o.first_seen_at, "
+        "o.updated_at, o.fulfilled_by_channel, "
+        "coalesce(sum(l.qty), 0), coalesce(sum(l.qty_shipped), 0), "
+        "coalesce(sum(l.qty_cancelled), 0) "
+        "FROM orders o LEFT JOIN order_lines l "
+        "ON l.channel = o.channel AND l.external_id = o.external_id "
+        f"{where} GROUP BY o.channel, o.external_id "
+        "ORDER BY coalesce(o.created_at, o.first_seen_at) DESC, o.channel, o.external_id "
+        "LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    shipments: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    keys = [(r[0], r[1]) for r in rows]
+    for start in range(0, len(keys), 400):
+        part = keys[start : start + 400]
+        marks = ",".join("(?, ?)" for _ in part)
+        for ch, oid, carrier, number, source, at in conn.execute(
+            "SELECT channel, external_id, carrier, tracking_number, source, shipped_at "
+            f"FROM shipments WHERE (channel, external_id) IN (VALUES {marks}) ORDER BY id",
+            [v for key in part for v in key],
+        ):
+            shipments.setdefault((ch, oid), []).append(
+                {"carrier": carrier, "tracking_number": number, "source": source,
+                 "shipped_at": at}
+            )
+    return [
+        {
+            "channel": ch, "id": oid, "name": name, "status": st, "created_at": created,
+            "first_seen_at": seen, "updated_at": updated, "fulfilled_by_channel": bool(fba),
+            "units": int(units), "shipped": int(shipped), "cancelled": int(cancelled),
+            "shipments": shipments.get((ch, oid), []),
+        }
+        for ch, oid, name, st, created, seen, updated, fba, units, shipped, cancelled in rows
+    ]

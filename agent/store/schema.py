@@ -289,3 +289,18 @@ def m005_reorder_alerts(db: Database) -> None:
     db.execute("CREATE INDEX alerts_notify_due ON alerts(notify_state, next_notify_at)")
     # Sales velocity reads orders by creation time across channels.
     db.execute("CREATE INDEX orders_created_at ON orders(created_at)")
+
+
+@migrations()
+def m006_shipment_files(db: Database) -> None:
+    """Drop-folder files applied, by content digest, so each is applied exactly once."""
+    db.execute(
+        """
+        CREATE TABLE shipment_files (
+            sha256 TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            shipments INTEGER NOT NULL,
+            applied_at TEXT NOT NULL
+        ) STRICT
+        """
+    )

@@ -306,6 +306,20 @@ class Tx:
             ],
         )
 
+    def find_orders(self, reference: str, channel: str | None = None) -> list[tuple[str, str, str]]:
+        """(channel, id, name) of the orders whose channel id or name is `reference`."""
+        names = {reference, reference.lstrip("#"), "#" + reference.lstrip("#")}
+        marks = ",".join("?" * len(names))
+        sql = (
+            "SELECT channel, external_id, name FROM orders "
+            f"WHERE (external_id = ? OR name IN ({marks}))"
+        )
+        params: list[str] = [reference, *sorted(names)]
+        if channel is not None:
+            sql += " AND channel = ?"
+            params.append(channel)
+        return [(c, i, n) for c, i, n in self.conn.execute(sql + " ORDER BY channel", params)]
+
     # -- shipments ---------------------------------------------------------------------------
 
     def find_shipment(self, channel: str, external_id: str, tracking_number: str) -> int | None:
@@ -607,6 +621,46 @@ class Tx:
             (now, now, *params),
         )
         return cur.rowcount
+
+    def retry_one(self, outbox_id: int) -> str:
+        """Retry one row now: 'retried' (a dead letter), 'due_now' (pending), or why not."""
+        row = self.get_outbox(outbox_id)
+        if row is None:
+            return "missing"
+        if row.state == "dead":
+            newer = self.conn.execute(
+                "SELECT 1 FROM outbox WHERE channel = ? AND kind = ? AND key = ? AND id > ? "
+                "LIMIT 1",
+                (row.channel, row.kind, row.key, row.id),
+            ).fetchone()
+            if newer:
+                # Pushing it would put an older value back; it stops counting as a dead letter.
+                self.set_outbox_state(outbox_id, "superseded")
+                return "replaced"
+            return "retried" if self.retry_dead(outbox_id=outbox_id) else "newer_pending"
+        if row.state == "pending":
+            self.conn.execute(
+                "UPDATE outbox SET next_attempt_at = ?, updated_at = ? WHERE id = ?",
+                (iso(self.now()), iso(self.now()), outbox_id),
+            )
+            return "due_now"
+        return row.state
+
+    # -- drop-folder files -------------------------------------------------------------------
+
+    def shipment_file(self, sha256: str) -> tuple[str, str] | None:
+        """(name, applied_at) of the file with this content, if one was applied."""
+        row = self.conn.execute(
+            "SELECT name, applied_at FROM shipment_files WHERE sha256 = ?", (sha256,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def add_shipment_file(self, sha256: str, name: str, shipments: int) -> None:
+        """Record a file as applied, in the transaction that applies its shipments."""
+        self.conn.execute(
+            "INSERT INTO shipment_files (sha256, name, shipments, applied_at) VALUES (?, ?, ?, ?)",
+            (sha256, name, shipments, iso(self.now())),
+        )
 
     # -- inbox -------------------------------------------------------------------------------
 

@@ -142,6 +142,7 @@ def test_every_ops_post_needs_the_ops_token(tmp_path: Path) -> None:
             ("/channels/shop/resume", None),
             ("/channels/shop/sync", None),
             ("/outbox/retry-dead", None),
+            ("/outbox/1/retry", None),
         ]
         for headers in ({}, {"Authorization": "Bearer not-the-token"}):
             for path, body in posts:
