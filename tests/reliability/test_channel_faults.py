@@ -52,9 +52,9 @@ from tests.reliability.scale import FULL, seconds, size
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-FAULT_S = seconds(ci=3, full=60)  # how long each fault stays on (storms, latency, errors ...)
+FAULT_S = seconds(ci=3, full=20)  # how long each fault stays on (storms, latency, errors ...)
 OUTAGE_S = seconds(ci=5, full=300)
-STORM_S = seconds(ci=4, full=30)
+STORM_S = seconds(ci=4, full=20)
 RETRY_AFTER_S = 2
 ORDERS_PER_S = 3.0
 # Injected faults each target must have answered before the fault goes off.
