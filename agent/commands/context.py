@@ -113,3 +113,14 @@ def emit(args: argparse.Namespace, data: Any, render: Callable[[], None]) -> Non
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     """Give a command the --json switch."""
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def check_filters(config: Config, channel: str | None, limit: int | None = None) -> None:
+    """A --channel the config names and a --limit of at least 1, or a usage error (exit 2)."""
+    if channel is not None and channel not in config.channels:
+        raise CommandFailed(
+            f"unknown channel {channel!r}; channels: {', '.join(config.channels) or 'none'}",
+            EXIT_CONFIG,
+        )
+    if limit is not None and limit < 1:
+        raise CommandFailed("--limit must be at least 1", EXIT_CONFIG)

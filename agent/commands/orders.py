@@ -12,10 +12,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from agent.commands.context import (
-    EXIT_CONFIG,
     EXIT_OK,
-    CommandFailed,
     add_json_flag,
+    check_filters,
     emit,
     load,
     open_reader,
@@ -48,13 +47,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def run(args: argparse.Namespace) -> int:
     """Query and print."""
     config = load(args)
-    if args.channel is not None and args.channel not in config.channels:
-        raise CommandFailed(
-            f"unknown channel {args.channel!r}; channels: {', '.join(config.channels) or 'none'}",
-            EXIT_CONFIG,
-        )
-    if args.limit < 1:
-        raise CommandFailed("--limit must be at least 1", EXIT_CONFIG)
+    check_filters(config, args.channel, args.limit)
     with open_reader(config) as conn:
         rows = order_rows(conn, channel=args.channel, status=args.status, limit=args.limit)
     emit(args, {"orders": rows}, lambda: render(rows))

@@ -20,6 +20,7 @@ from agent.commands.context import (
     EXIT_OK,
     CommandFailed,
     add_json_flag,
+    check_filters,
     emit,
     load,
     open_reader,
@@ -56,13 +57,7 @@ def run(args: argparse.Namespace) -> int:
     config = load(args)
     if args.retry is not None:
         return retry(args, OpsClient(config))
-    if args.channel is not None and args.channel not in config.channels:
-        raise CommandFailed(
-            f"unknown channel {args.channel!r}; channels: {', '.join(config.channels) or 'none'}",
-            EXIT_CONFIG,
-        )
-    if args.limit < 1:
-        raise CommandFailed("--limit must be at least 1", EXIT_CONFIG)
+    check_filters(config, args.channel, args.limit)
     with open_reader(config) as conn:
         rows = outbox_rows(conn, state="dead" if args.dead else WAITING, channel=args.channel,
                            limit=args.limit)

@@ -19,6 +19,7 @@ from agent.commands.context import (
     EXIT_OK,
     CommandFailed,
     add_json_flag,
+    check_filters,
     emit,
     load,
     stderr,
@@ -70,11 +71,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def run(args: argparse.Namespace) -> int:
     """POST /shipments and report what the agent did."""
     config = load(args)
-    if args.channel is not None and args.channel not in config.channels:
-        raise CommandFailed(
-            f"unknown channel {args.channel!r}; channels: {', '.join(config.channels) or 'none'}",
-            EXIT_CONFIG,
-        )
+    check_filters(config, args.channel)
     lines: dict[str, int] = {}
     for sku, units in args.line or []:
         lines[sku] = lines.get(sku, 0) + units
