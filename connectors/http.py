@@ -326,6 +326,10 @@ class _Gate:
         while (left := self._paused_for()) > 0:
             await self._sleep(left)
 
+    async def wait_out_pause(self) -> None:
+        """Return once no pause is on (for callers that take the bucket themselves)."""
+        await self._wait_out_pause()
+
 
 class NoLimit(_Gate):
     """No pacing: acquire returns at once unless the channel asked for a pause."""
@@ -605,13 +609,19 @@ async def send(
     *,
     policy: RetryPolicy = _DEFAULT_POLICY,
     limiter: Limiter | None = None,
+    gate: _Gate | None = None,
     cost: float = 1.0,
     what: str = "",
     timeouts: Timeouts | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     **request_kwargs: Any,
 ) -> httpx.Response:
-    """Send one request through the limiter, retrying transient failures within `policy`."""
+    """Send one request through the limiter, retrying transient failures within `policy`.
+
+    A caller that takes its limiter's bucket itself (Shopify's cost points) passes it as `gate`
+    instead: every attempt still waits out the channel's pause, and a 429 still pauses it, so
+    a retry never goes out while another caller's Retry-After runs.
+    """
     if timeouts is not None:
         request_kwargs.setdefault("timeout", _httpx_timeout(timeouts))
     total_s = (timeouts or _CLIENT_TIMEOUTS.get(client) or _DEFAULT_TIMEOUTS).total_s
@@ -623,6 +633,8 @@ async def send(
         status = None
         if limiter is not None:
             await limiter.acquire(cost)
+        elif gate is not None:
+            await gate.wait_out_pause()
         try:
             # httpx's timeouts are per socket operation; a trickling server could outlast them.
             async with asyncio.timeout(total_s):
@@ -635,8 +647,9 @@ async def send(
         try:
             raise_for_status(response, what=what)
         except RateLimited as exc:
-            if limiter is not None:  # every request to this channel holds off, not just ours
-                limiter.pause(exc.retry_after)
+            holder = limiter if limiter is not None else gate
+            if holder is not None:  # every request to this channel holds off, not just ours
+                holder.pause(exc.retry_after)
             raise
         return response
 

@@ -302,6 +302,7 @@ class ShopifyClient:
                     "POST",
                     "/graphql.json",
                     policy=self._policy,
+                    gate=self.limiter,
                     what=what,
                     sleep=self._sleep,
                     json={"query": document, "variables": dict(variables)},

@@ -240,6 +240,37 @@ async def test_429_pauses_other_requests_to_the_same_channel(
     assert fake.now - start == 7.0
 
 
+async def test_a_gate_held_by_the_caller_still_pauses_and_holds_back_retries(
+    client: httpx.AsyncClient, mock: respx.MockRouter, fake: FakeTime
+) -> None:
+    # Shopify takes its cost bucket itself and hands it to send() as a gate. A 429 must pause
+    # the bucket for everyone, and a retry inside send() must wait out a longer pause another
+    # caller's 429 set meanwhile (before, the retry went out on its own 2 s timer).
+    bucket = CostBucket(1000, 100, clock=fake.clock, sleep=fake.sleep)
+    arrivals: list[float] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        arrivals.append(fake.now)
+        if len(arrivals) == 1:
+            bucket.pause(5)  # another caller's 429, with Retry-After 5, lands meanwhile
+            return httpx.Response(429, headers={"Retry-After": "2"})
+        return httpx.Response(200)
+
+    mock.post("/graphql.json").mock(side_effect=answer)
+    response = await send(client, "POST", "/graphql.json", gate=bucket, sleep=fake.sleep,
+                          policy=RetryPolicy(attempts=2, base_s=0.01, cap_s=0.01))
+    assert response.status_code == 200
+    assert arrivals[1] - arrivals[0] >= 5.0, arrivals
+
+    # A 429 through the gate pauses it for the next caller too.
+    mock.post("/graphql.json").mock(
+        return_value=httpx.Response(429, headers={"Retry-After": "7"}))
+    with pytest.raises(RateLimited):
+        await send(client, "POST", "/graphql.json", gate=bucket, sleep=fake.sleep,
+                   policy=RetryPolicy(attempts=1))
+    assert bucket.snapshot()["paused_for_s"] == 7.0
+
+
 async def test_concurrent_acquires_all_wait_out_the_pause(fake: FakeTime) -> None:
     bucket = TokenBucket(100, 100, clock=fake.clock, sleep=fake.sleep)
     bucket.pause(7)
