@@ -294,13 +294,24 @@ class Limiter(Protocol):
         """Learn from response headers where the channel reports its budget."""
         ...
 
+    def settle(self, status: int | None) -> None:
+        """The status the current task's request got (None: no answer), for the probe after a
+        pause."""
+        ...
+
     def snapshot(self) -> dict[str, float | int | str | None]:
         """The limiter's state for /status."""
         ...
 
 
 class _Gate:
-    """The pause every limiter honours, on a monotonic clock, and the lock around decisions."""
+    """The pause every limiter honours, on a monotonic clock, and the lock around decisions.
+
+    A 429 pauses every request to the channel for its Retry-After. When the pause ends, one
+    request goes first, alone (the probe); the others wait for its answer. Another 429 starts a
+    new pause; anything else lets them all go. So a storm that outlasts Retry-After costs one
+    429 per pause, not one per waiting caller.
+    """
 
     def __init__(
         self, clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]]
@@ -310,21 +321,45 @@ class _Gate:
         # One decision at a time; waiting under the lock keeps callers first come, first served.
         self._lock = asyncio.Lock()
         self._paused_until = -math.inf
+        self._probe_needed = False  # a pause was asked for: one request tests the channel first
+        self._probe: asyncio.Task[Any] | None = None  # the task whose request is the probe
+        self._probe_answered = asyncio.Event()
 
     def pause(self, seconds: float) -> None:
         """Let nobody call for `seconds`; a shorter pause never cuts a longer one short."""
         if seconds > 0:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
+            self._probe_needed = True
 
     def observe(self, response: httpx.Response) -> None:
         """Nothing to learn from headers by default."""
+
+    def settle(self, status: int | None) -> None:
+        """The answer the current task's request got (None: no answer). From the probe, a 429
+        or no answer keeps the others waiting for the next probe; anything else frees them."""
+        if self._probe is None or self._probe is not asyncio.current_task():
+            return
+        if status is not None and status != 429:
+            self._probe_needed = False
+        self._probe = None
+        self._probe_answered.set()
 
     def _paused_for(self) -> float:
         return max(self._paused_until - self._clock(), 0.0)
 
     async def _wait_out_pause(self) -> None:
-        while (left := self._paused_for()) > 0:
-            await self._sleep(left)
+        while True:
+            if (left := self._paused_for()) > 0:
+                await self._sleep(left)
+                continue
+            me = asyncio.current_task()
+            if not self._probe_needed or self._probe is me:
+                return
+            if self._probe is None or self._probe.done():
+                self._probe = me  # this caller's request tests the channel
+                self._probe_answered.clear()
+                return
+            await self._probe_answered.wait()
 
     async def wait_out_pause(self) -> None:
         """Return once no pause is on (for callers that take the bucket themselves)."""
@@ -381,14 +416,12 @@ class _Bucket(_Gate):
         need = min(max(cost, 0.0), self._capacity)
         async with self._lock:
             while True:
-                wait = self._paused_for()
-                if wait <= 0:
-                    self._refill()
-                    if self._level + _EPSILON >= need:
-                        self._level -= need
-                        return
-                    wait = (need - self._level) / self._rate
-                await self._sleep(wait)
+                await self._wait_out_pause()
+                self._refill()
+                if self._level + _EPSILON >= need:
+                    self._level -= need
+                    return
+                await self._sleep((need - self._level) / self._rate)
 
     def _state(self, model: str) -> dict[str, float | int | str | None]:
         self._refill()
@@ -631,23 +664,28 @@ async def send(
     async def attempt() -> httpx.Response:
         nonlocal status
         status = None
-        if limiter is not None:
-            await limiter.acquire(cost)
-        elif gate is not None:
-            await gate.wait_out_pause()
+        holder = limiter if limiter is not None else gate
+        answered: int | None = None
         try:
+            if limiter is not None:
+                await limiter.acquire(cost)
+            elif gate is not None:
+                await gate.wait_out_pause()
             # httpx's timeouts are per socket operation; a trickling server could outlast them.
             async with asyncio.timeout(total_s):
                 response = await client.request(method, url, **request_kwargs)
+            answered = response.status_code
         except (httpx.HTTPError, TimeoutError) as exc:
             raise error_from_exception(exc, what=what) from exc
+        finally:
+            if holder is not None:  # after a pause this request may have been the probe
+                holder.settle(answered)  # (a 429's own pause is set below, before any await)
         status = response.status_code
         if limiter is not None:
             limiter.observe(response)
         try:
             raise_for_status(response, what=what)
         except RateLimited as exc:
-            holder = limiter if limiter is not None else gate
             if holder is not None:  # every request to this channel holds off, not just ours
                 holder.pause(exc.retry_after)
             raise

@@ -271,6 +271,30 @@ async def test_a_gate_held_by_the_caller_still_pauses_and_holds_back_retries(
     assert bucket.snapshot()["paused_for_s"] == 7.0
 
 
+async def test_after_a_pause_one_request_probes_and_the_rest_wait_for_its_answer(
+    fake: FakeTime,
+) -> None:
+    # A storm outlasting Retry-After: without a probe, every waiting caller went at once when
+    # the pause ended, and each met another 429.
+    bucket = TokenBucket(100, 100, clock=fake.clock, sleep=fake.sleep)
+    bucket.pause(2)
+    answers = iter([429, 200, 200, 200])
+    went: list[tuple[float, int]] = []
+
+    async def call() -> None:
+        await bucket.acquire()
+        went_at = fake.now
+        await asyncio.sleep(0)  # the request is on the wire: other callers get to run
+        status = next(answers)
+        went.append((went_at, status))
+        bucket.settle(status)
+        if status == 429:
+            bucket.pause(2)  # what send() does with the 429's Retry-After
+
+    await asyncio.gather(*(call() for _ in range(4)))
+    assert went == [(1002.0, 429), (1004.0, 200), (1004.0, 200), (1004.0, 200)]
+
+
 async def test_concurrent_acquires_all_wait_out_the_pause(fake: FakeTime) -> None:
     bucket = TokenBucket(100, 100, clock=fake.clock, sleep=fake.sleep)
     bucket.pause(7)
