@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from agent.config import Config, ConfigError, Secret, load_config
 from agent.drop_folder import DropFolder
 from agent.engine import Engine, Rules
+from agent.http.activity import SAMPLE_S, Activity
 from agent.http.ops import create_ops_app
 from agent.http.webhooks import create_webhook_app
 from agent.logs import Redactor, configure_logging
@@ -137,6 +138,7 @@ class Runtime:
             on_auth_error=self._inbox_auth_error,
             on_applied=self.wake_pushers,
         )
+        self.activity = Activity(self.metrics)
         self.metrics.watch_store(
             self.store.reader,
             lambda: {n: str(c.health.state) for n, c in self.coordinators.items()},
@@ -157,6 +159,7 @@ class Runtime:
         self.spawn(self.alerts.run_checks(), name="alerts")
         self.spawn(self.alerts.run_notifier(), name="alert-webhook")
         self.spawn(self._heartbeat(), name="heartbeat")
+        self.spawn(self._sample_activity(), name="activity")
         if self.notifier.watchdog_interval is not None:
             self.spawn(self._watchdog(self.notifier.watchdog_interval), name="watchdog")
         self.ready = True
@@ -329,6 +332,12 @@ class Runtime:
         if any(pruned.values()):
             log.info("pruned finished history", **pruned)
         return pruned
+
+    async def _sample_activity(self) -> None:
+        """Feed the dashboard's sparklines from the agent's own counters."""
+        while True:
+            await asyncio.sleep(SAMPLE_S)
+            self.activity.sample()
 
     async def _heartbeat(self) -> None:
         """Every few seconds: prove the store takes writes, and tell systemd how we are."""

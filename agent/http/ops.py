@@ -1,6 +1,7 @@
 """The ops listener (loopback by default): health, status, metrics, reads, guarded actions.
 
-GET  /healthz /readyz /status /metrics /  /skus/{sku}  /orders/{channel}/{id}  /outbox
+GET  /healthz /readyz /status /metrics /  /dashboard.json  /skus/{sku}
+     /orders/{channel}/{id}  /outbox
 POST /shipments  /stock/{sku}  /channels/{name}/sync|pause|resume  /outbox/retry-dead
      /outbox/{id}/retry
 Every POST needs `Authorization: Bearer <ops_token>`. Errors are JSON: {"error": "..."}.
@@ -9,13 +10,13 @@ Every POST needs `Authorization: Bearer <ops_token>`. Errors are JSON: {"error":
 from __future__ import annotations
 
 import hmac
-import html
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from agent.engine import EngineError, InvalidShipment, UnknownLocation, UnknownOrder
+from agent.http.dashboard import PAGE, dashboard_data
 from agent.shipments import AmbiguousOrder, parse_shipment_json, record_shipment
 from agent.status import status_document
 from agent.store.queries import order_report, outbox_rows, sku_report
@@ -32,6 +33,7 @@ def create_ops_app(runtime: Runtime) -> web.Application:
     app = web.Application(middlewares=[_json_errors, _require_token])
     app[RUNTIME] = runtime
     app.router.add_get("/", page)
+    app.router.add_get("/dashboard.json", dashboard)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/status", status)
@@ -148,31 +150,13 @@ async def outbox(request: web.Request) -> web.Response:
 
 
 async def page(request: web.Request) -> web.Response:
-    """A plain HTML status page (no external assets), refreshed every 5 s."""
-    document = status_document(request.app[RUNTIME])
-    rows = "".join(
-        "<tr><td>{}</td><td>{}</td><td class='{}'>{}</td><td>{}</td><td>{}</td>"
-        "<td>{}</td><td>{}</td></tr>".format(
-            html.escape(name), html.escape(ch["kind"]), html.escape(ch["state"]),
-            html.escape(ch["state"]), html.escape(str(ch["last_poll_at"] or "-")),
-            html.escape(str(ch["last_webhook_at"] or "-")), ch["outbox"]["depth"],
-            ch["outbox"]["dead"],
-        )
-        for name, ch in document["channels"].items()
-    )
-    body = f"""<!doctype html><html><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="refresh" content="5"><title>storesync</title>
-<style>body{{font-family:system-ui,sans-serif;margin:1rem}}table{{border-collapse:collapse}}
-td,th{{padding:.3rem .6rem;border-bottom:1px solid #ddd;text-align:left}}
-.ok{{color:#176f2c}}.degraded,.paused{{color:#9a6700}}.needs_reauth{{color:#b42318}}</style>
-</head><body><h1>storesync</h1>
-<p>up {document['uptime_s']:.0f} s; inbox {document['inbox']['pending']} pending,
-{document['inbox']['parked']} parked; store
-{'ok' if document['store']['writable'] else html.escape(str(document['store']['error']))}</p>
-<table><tr><th>channel</th><th>kind</th><th>state</th><th>last poll</th><th>last webhook</th>
-<th>outbox</th><th>dead</th></tr>{rows}</table></body></html>"""
-    return web.Response(text=body, content_type="text/html")
+    """The dashboard: a static page that reads /status and /dashboard.json."""
+    return web.Response(text=PAGE, content_type="text/html")
+
+
+async def dashboard(request: web.Request) -> web.Response:
+    """Activity, SKUs at risk, recent orders and shipments, for the dashboard."""
+    return web.json_response(dashboard_data(request.app[RUNTIME]))
 
 
 # -- actions --------------------------------------------------------------------------------------

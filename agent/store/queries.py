@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 from agent.engine.stock_math import available_quantity, bundle_available
@@ -299,4 +300,38 @@ def order_rows(
             "shipments": shipments.get((ch, oid), []),
         }
         for ch, oid, name, st, created, seen, updated, fba, units, shipped, cancelled in rows
+    ]
+
+
+def skus_at_risk(
+    conn: sqlite3.Connection, buffers: Mapping[str, int], default_buffer: int, *, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Stock SKUs whose available units are at or below their buffer (or below zero:
+    oversold), lowest first. `buffers` holds the per-SKU buffers that differ from the default."""
+    ceiling = max([default_buffer, *buffers.values()])
+    rows = conn.execute(
+        "SELECT s.sku, coalesce(s.title, ''), coalesce(sum(st.on_hand), 0) - s.committed AS a "
+        "FROM skus s LEFT JOIN stock st ON st.sku = s.sku WHERE s.kind = 'simple' "
+        "GROUP BY s.sku HAVING a <= ? ORDER BY a, s.sku",
+        (ceiling,),
+    ).fetchall()
+    found = []
+    for sku, title, available in rows:
+        buffer = buffers.get(sku, default_buffer)
+        if available <= buffer:
+            found.append({"sku": sku, "title": title, "available": int(available),
+                          "buffer": buffer, "oversold": available < 0})
+        if len(found) >= limit:
+            break
+    return found
+
+
+def recent_shipments(conn: sqlite3.Connection, *, limit: int = 10) -> list[dict[str, Any]]:
+    """The newest shipments, merchant's and channel's."""
+    return [
+        {"channel": ch, "order_id": oid, "carrier": carrier, "tracking_number": number,
+         "source": source, "shipped_at": at}
+        for ch, oid, carrier, number, source, at in conn.execute(
+            "SELECT channel, external_id, carrier, tracking_number, source, shipped_at "
+            "FROM shipments ORDER BY id DESC LIMIT ?", (limit,))
     ]
