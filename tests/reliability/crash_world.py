@@ -29,6 +29,7 @@ from agent.store.queries import stored_order_ids
 from connectors.sandbox.webhooks import WebhookSender
 from connectors.shopify.webhooks import verify_delivery as verify_shopify
 from connectors.woocommerce.webhooks import verify_delivery as verify_woocommerce
+from tests.reliability.scale import seconds
 
 # How the agent keys a verified delivery in its inbox, per kind that sends webhooks.
 VERIFIERS: dict[str, Callable[..., Any]] = {
@@ -42,7 +43,7 @@ ORDER_TOPIC_PREFIXES = ("orders/", "order.")
 READY_TIMEOUT_S = 60.0
 # How long the warehouse keeps trying one shipment while the agent is down or does not know the
 # order yet (a polled channel's order settles, then waits for the next poll).
-SHIP_TIMEOUT_S = 120.0
+SHIP_TIMEOUT_S = seconds(ci=120, full=900)  # the full run kills the agent 50 times
 # An outbox row is settled when done, or set aside with a reason: dead (gave up), skipped (the
 # listing cannot take it), superseded (a stale compare-and-set, or a newer value took its place;
 # the channel's level is then checked against the published number).
