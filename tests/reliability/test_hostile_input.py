@@ -9,8 +9,8 @@
 - Config files: only ConfigError, never another exception.
 
 Hypothesis drives every target (`derandomize` in CI, so a run replays). The CI subset tries
-a few hundred inputs per target; STORESYNC_RELIABILITY=full tries thousands. atheris, where it
-installs, fuzzes the in-process targets too: tests/reliability/fuzz_atheris.py.
+a few hundred inputs per target; STORESYNC_RELIABILITY=full tries thousands. (A coverage-guided
+atheris harness for the in-process targets is not on main yet.)
 """
 
 from __future__ import annotations
