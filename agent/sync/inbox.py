@@ -9,6 +9,7 @@ error after a few attempts, visible in /status; it never holds up the deliveries
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 
@@ -30,6 +31,13 @@ from connectors.base import (
 log = structlog.get_logger("storesync.inbox")
 
 BATCH = 100
+# What a delivery's own content can make parsing or applying it raise: counted against that
+# delivery (and it is parked after a few), never against the whole inbox. ArithmeticError: a number
+# past what SQLite's INTEGER holds; IntegrityError: a value a table's CHECK refuses.
+DELIVERY_FAULTS: tuple[type[Exception], ...] = (
+    ConnectorError, ValueError, KeyError, TypeError, ArithmeticError, RecursionError,
+    sqlite3.IntegrityError,
+)
 IDLE_CHECK = timedelta(seconds=2)
 # A channel whose API failed while fetching a thin event's order is left alone this long.
 CHANNEL_BACKOFF = timedelta(seconds=5)
@@ -123,7 +131,7 @@ class InboxProcessor:
             self._on_auth_error(row.channel, exc)
             self._resting[row.channel] = asyncio.get_running_loop().time() + 60
             return 0
-        except (ConnectorError, ValueError, KeyError, TypeError) as exc:
+        except DELIVERY_FAULTS as exc:
             park = row.attempts + 1 >= self.max_attempts
             await self._fail(row, f"{type(exc).__name__}: {exc}", park=park)
             return 1
