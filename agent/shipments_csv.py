@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agent.shipments import ShipmentInput
-from agent.stock_csv import RowError
+from agent.stock_csv import RowError, records
 
 ALIASES: dict[str, tuple[str, ...]] = {
     "order": ("order_id", "order", "order_number", "order_name", "order_no"),
@@ -98,17 +98,7 @@ def parse_shipments(text: str) -> tuple[list[Package], list[RowError]]:
 
     packages: dict[tuple[str, str, str], Package] = {}
     errors: list[RowError] = []
-    while True:
-        try:
-            record = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            errors.append(RowError(reader.line_num, f"unreadable line: {exc}"))
-            break  # the csv module cannot resume after a broken record
-        line_no = reader.line_num
-        if not any(cell.strip() for cell in record):
-            continue
+    for line_no, record in records(reader, errors):
 
         def cell(name: str, record: list[str] = record) -> str:
             index = at.get(name)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,21 @@ class RowError:
 
 
 REQUIRED = ("sku", "qty")
+
+
+def records(reader: Any, errors: list[RowError]) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) of every non-blank record after the header; an unreadable record
+    is added to `errors` and ends the file (the csv module cannot resume after one)."""
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            errors.append(RowError(reader.line_num, f"unreadable line: {exc}"))
+            return
+        if any(cell.strip() for cell in record):
+            yield reader.line_num, record
 
 
 def parse_counts(
@@ -56,18 +72,7 @@ def parse_counts(
         name: columns.index(name) for name in ("sku", "location", "qty") if name in columns
     }
     seen: dict[tuple[str, str], int] = {}
-    line_no = 1
-    while True:
-        try:
-            record = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            errors.append(RowError(reader.line_num, f"unreadable line: {exc}"))
-            break  # the csv module cannot resume after a broken record
-        line_no = reader.line_num
-        if not any(cell.strip() for cell in record):
-            continue
+    for line_no, record in records(reader, errors):
         row, error = _parse_row(record, at, line_no, locations, bundles)
         if error is not None:
             errors.append(error)
