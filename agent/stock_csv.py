@@ -8,6 +8,8 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agent.engine.stock_math import MAX_UNITS
+
 
 @dataclass(frozen=True, slots=True)
 class CountRow:
@@ -118,8 +120,17 @@ def _parse_row(
     try:
         qty = int(qty_text)
     except ValueError:
-        shown = qty_text if len(qty_text) <= 20 else qty_text[:20] + "..."
-        return None, RowError(line_no, f"qty must be a whole number, got {shown!r}")
+        return None, RowError(line_no, f"qty must be a whole number, got {shown_qty(qty_text)!r}")
     if qty < 0:
         return None, RowError(line_no, f"qty cannot be negative, got {qty}")
+    if qty > MAX_UNITS:
+        # Refused here, not by the engine: a later chunk failing would leave earlier ones applied.
+        return None, RowError(
+            line_no, f"qty cannot be more than {MAX_UNITS:,}, got {shown_qty(qty_text)}"
+        )
     return CountRow(line_no, sku, location, qty), None
+
+
+def shown_qty(text: str) -> str:
+    """A qty cell as an error message quotes it: at most 20 characters."""
+    return text if len(text) <= 20 else text[:20] + "..."

@@ -31,7 +31,7 @@ from agent.engine.orders import (
     reserves_stock,
 )
 from agent.engine.rules import Rules
-from agent.engine.stock_math import available_quantity, bundle_available
+from agent.engine.stock_math import MAX_UNITS, available_quantity, bundle_available
 from agent.store.records import StoredLine, StoredOrder
 from agent.store.transaction import Tx
 from connectors.base import ChannelOrder, OrderStatus
@@ -341,6 +341,9 @@ class Engine:
         ref: str | None = None,
     ) -> int:
         """Add `delta` units at a location (receipt, adjustment, return); returns on-hand there."""
+        if abs(delta) > MAX_UNITS:
+            raise InvalidStockChange(f"{sku}: a movement of {delta} units is not believable "
+                                     f"(at most {MAX_UNITS:,})")
         location = self._location(location)
         self._require_stockable(tx, sku)
         tx.ensure_sku(sku, title=self.rules.sku_titles.get(sku))
@@ -376,6 +379,9 @@ class Engine:
         for sku, location, qty in counts:
             if qty < 0:
                 raise InvalidStockChange(f"{sku}: a count cannot be negative ({qty})")
+            if qty > MAX_UNITS:
+                raise InvalidStockChange(f"{sku}: a count of {qty} units is not believable "
+                                         f"(at most {MAX_UNITS:,})")
             where = self._location(location)
             self._require_stockable(tx, sku)
             tx.ensure_sku(sku, title=self.rules.sku_titles.get(sku))

@@ -13,6 +13,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from agent.engine.rules import ResolvedRule
 
+# The largest count or movement storesync takes: no shelf holds a billion units of one SKU, and
+# numbers past 2**63 cannot even be stored (SQLite INTEGER), so a bigger one is a typo.
+MAX_UNITS = 1_000_000_000
+
 
 def available_quantity(on_hand: int, committed: int) -> int:
     """Units free to sell; negative when more is promised than is on the shelf."""
