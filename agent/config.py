@@ -311,6 +311,8 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_TEXT = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
 _UNIT_SECONDS: dict[str, float] = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _UNIT_ORDER = list(_UNIT_SECONDS)
+# Longer is a typo, and a timer that long overflows date arithmetic when it is scheduled.
+_MAX_DURATION = timedelta(days=3650)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -355,15 +357,24 @@ def _validate_duration(value: Any) -> timedelta:
     if isinstance(value, int | float) and not isinstance(value, bool):
         if value < 0:
             raise _custom_error(f"duration must not be negative, got {value}")
+        if value > _MAX_DURATION.total_seconds():
+            raise _custom_error(f"duration must be at most {format_duration(_MAX_DURATION)}, "
+                                f"got {value} seconds")
         return timedelta(seconds=value)
     if not isinstance(value, str):
         raise _custom_error(
             f'expected a duration such as "90s", "5m" or "1h", got {_describe_input(value)}'
         )
     try:
-        return parse_duration(value)
+        parsed = parse_duration(value)
+    except OverflowError:
+        parsed = _MAX_DURATION * 2  # past what timedelta holds: certainly too long
     except ValueError as exc:
         raise _custom_error(str(exc)) from None
+    if parsed > _MAX_DURATION:
+        raise _custom_error(f"duration must be at most {format_duration(_MAX_DURATION)}, "
+                            f"got '{value}'")
+    return parsed
 
 
 Duration = Annotated[
