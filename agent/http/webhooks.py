@@ -1,9 +1,9 @@
 """The webhook listener: `POST /webhooks/{channel}`, and nothing else.
 
 The signature is verified on the raw bytes; the delivery is committed to the inbox before the
-answer, so a 200 means it is on disk. Answers: 200 stored (or already stored), 401 bad
-signature (nothing stored), 404 unknown channel, 413 too large, 503 cannot store now or
-stopping (the channel retries later).
+answer, so a 200 means it is on disk. Answers: 200 stored (or already stored), 400 id or topic
+headers that are not UTF-8, 401 bad signature (nothing stored), 404 unknown channel, 413 too
+large, 503 cannot store now or stopping (the channel retries later).
 """
 
 from __future__ import annotations
@@ -65,6 +65,11 @@ async def receive(request: web.Request) -> web.Response:
         return _error(401, "signature verification failed")
     if delivery.ping:
         return web.json_response({"ok": True})
+    if not (_is_text(delivery.delivery_key) and _is_text(delivery.topic)):
+        # aiohttp hands non-UTF-8 header bytes over as surrogates, which SQLite cannot store;
+        # trying would count as a store failure and mark the whole agent not ready.
+        runtime.metrics.webhooks_rejected.labels(name, "malformed").inc()
+        return _error(400, "the delivery's id and topic headers must be UTF-8 text")
     try:
         new = await runtime.store.submit(
             lambda tx: tx.insert_delivery(name, delivery.delivery_key, delivery.topic, headers, raw)
@@ -76,3 +81,12 @@ async def receive(request: web.Request) -> web.Response:
     runtime.metrics.webhooks_received.labels(name, "new" if new else "duplicate").inc()
     runtime.inbox.wake.set()
     return web.json_response({"stored": True, "duplicate": not new})
+
+
+def _is_text(value: str) -> bool:
+    """Whether `value` is storable text (no surrogates from undecodable header bytes)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
