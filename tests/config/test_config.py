@@ -271,6 +271,16 @@ def test_bad_duration(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("value", ["1e300", '"99999999999999d"', '"3651d"'])
+def test_a_duration_past_ten_years_is_a_config_error_naming_the_key(
+    tmp_path: Path, value: str
+) -> None:
+    # Past what a timedelta holds, this was an OverflowError traceback from load_config.
+    path = write_config(tmp_path, SHOP + f"poll_interval = {value}\n")
+    issue = find_issue(load_errors(path), path, "channels.shop.poll_interval")
+    assert issue.message.startswith("duration must be at most 3650d"), issue.message
+
+
 def test_zero_poll_interval_is_rejected(tmp_path: Path) -> None:
     path = write_config(tmp_path, SHOP + 'poll_interval = "0s"\n')
     issue = find_issue(load_errors(path), path, "channels.shop.poll_interval")
