@@ -32,7 +32,8 @@ class Metrics:
         )
         self.orders_applied = Counter(
             "storesync_orders_applied_total",
-            "Order versions applied (created, updated) or ignored (duplicate, stale).",
+            "Order versions applied (created, updated), ignored (duplicate, stale) or refused "
+            "(impossible numbers).",
             ["channel", "source", "result"], registry=self.registry,
         )
         self.pushes = Counter(

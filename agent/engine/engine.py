@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from agent.engine.errors import (
+    ImplausibleOrder,
     InvalidShipment,
     InvalidStockChange,
     UnknownChannel,
@@ -127,6 +128,7 @@ class Engine:
         """Insert or update an order; older or repeated versions change nothing."""
         if order.channel not in self.rules.channels:
             raise UnknownChannel(f"order {order.external_id}: unknown channel {order.channel!r}")
+        _require_plausible(order)
         digest = content_hash(order)
         stored = tx.get_order(order.channel, order.external_id)
         if stored is not None:
@@ -604,3 +606,16 @@ def _shipment_quantities(order: StoredOrder, asked: Mapping[str, int] | None) ->
                 key=key,
             )
     return quantities
+
+
+def _require_plausible(order: ChannelOrder) -> None:
+    """Refuse an order with a line count past MAX_UNITS (or below zero past it): garbage from the
+    channel, which SQLite could not even store past 2**63."""
+    for line in order.lines:
+        for name in ("quantity", "shipped", "cancelled", "returned"):
+            value = getattr(line, name)
+            if abs(value) > MAX_UNITS:
+                raise ImplausibleOrder(
+                    f"order {order.external_id} on {order.channel}: line {line.line_id} has a "
+                    f"{name} past {MAX_UNITS:,} units; refused as garbage from the channel"
+                )

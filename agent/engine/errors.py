@@ -30,3 +30,8 @@ class InvalidShipment(EngineError):
 
 class InvalidStockChange(EngineError):
     """A stock change that cannot be applied (a negative count, a bundle's own stock, ...)."""
+
+
+class ImplausibleOrder(EngineError):
+    """An order whose numbers no real sale has (a line of more than a billion units): a channel
+    sending garbage. Refused before anything is written, so one such order holds up nothing."""

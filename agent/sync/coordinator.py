@@ -19,11 +19,19 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from agent.config import BaseChannel, SyncConfig
 from agent.engine import Engine
+from agent.engine.errors import ImplausibleOrder
 from agent.metrics import Metrics
 from agent.store import Store, Tx
 from agent.sync.health import ChannelHealth
 from agent.sync.pusher import OutboxPusher, RetryRules
-from connectors.base import AuthError, Connector, ConnectorError, ListingRef, OrderPage
+from connectors.base import (
+    AuthError,
+    ChannelOrder,
+    Connector,
+    ConnectorError,
+    ListingRef,
+    OrderPage,
+)
 
 log = structlog.get_logger("storesync.coordinator")
 
@@ -171,9 +179,23 @@ class ChannelCoordinator:
 
     def _apply_page(self, tx: Tx, engine: Engine, page: OrderPage) -> None:
         for order in page.orders:
-            outcome = engine.apply_order(tx, order)
-            self.metrics.orders_applied.labels(self.name, "poll", outcome.result).inc()
+            self._apply_order(tx, engine, order, "poll")
         tx.set_cursor(self.name, ORDERS_STREAM, page.cursor)
+
+    def _apply_order(self, tx: Tx, engine: Engine, order: ChannelOrder, source: str) -> int:
+        """Apply one polled or swept order; returns 1 when it changed the store. An order with
+        impossible numbers is set aside with an event, so the page (and the cursor behind it)
+        still commits: otherwise every later order of the channel would wait on it forever."""
+        try:
+            outcome = engine.apply_order(tx, order)
+        except ImplausibleOrder as exc:
+            self.metrics.orders_applied.labels(self.name, source, "refused").inc()
+            log.error("order refused", order=order.external_id, error=str(exc))
+            tx.add_event("order_refused", str(exc), level="error", channel=self.name,
+                         ref=f"{self.name}:{order.external_id}")
+            return 0
+        self.metrics.orders_applied.labels(self.name, source, outcome.result).inc()
+        return int(outcome.applied)
 
     async def discover_listings(self) -> None:
         """Map the channel's listings to master SKUs; learn their ids and current levels."""
@@ -237,13 +259,8 @@ class ChannelCoordinator:
             async for page in self.connector.fetch_orders(None, since=since):
 
                 def apply(tx: Tx, page: OrderPage = page) -> int:
-                    fresh = 0
-                    for order in page.orders:
-                        outcome = engine.apply_order(tx, order)
-                        self.metrics.orders_applied.labels(
-                            self.name, "reconcile", outcome.result).inc()
-                        fresh += outcome.applied
-                    return fresh
+                    return sum(self._apply_order(tx, engine, order, "reconcile")
+                               for order in page.orders)
 
                 applied += await self.store.submit(apply)
         except AuthError as exc:

@@ -486,3 +486,28 @@ def test_the_reconcile_sweep_backfills_orders_that_polls_and_webhooks_missed(tmp
         assert '"reconcile found orders polls and webhooks had missed"' in d.log()
     finally:
         d.stop()
+
+
+def test_a_polled_order_with_impossible_numbers_is_refused_and_holds_up_nothing(tmp_path, shop):
+    # No webhooks: polls are the only way in, and the garbage order comes first on its page.
+    d = Daemon(tmp_path, [shop], skus=SKUS, poll_interval="1s")
+    d.start()
+    try:
+        for sku, qty in SKUS.items():
+            d.set_stock(sku, qty)
+        wait_until(lambda: shop.levels()["MUG"] == 10, what="the stock to reach the channel")
+        # A custom line (no SKU) is not checked against stock, so the channel takes any number.
+        garbage = shop.control("POST", "/orders", {"lines": [{"sku": None, "quantity": 10**30}]})
+        fine = shop.buy({"MUG": 1})
+        wait_until(
+            lambda: d.query("SELECT 1 FROM orders WHERE external_id = ?", (str(fine["id"]),)),
+            timeout=30, what="the order after the garbage one to be polled in",
+        )
+        assert not d.query("SELECT 1 FROM orders WHERE external_id = ?", (str(garbage["id"]),))
+        refused = d.query("SELECT message FROM events WHERE kind = 'order_refused'")
+        assert refused and str(garbage["id"]) in refused[0][0], refused
+        wait_until(lambda: shop.levels()["MUG"] == 9, what="the sale to lower the channel")
+        assert d.process is not None and d.process.running
+        assert "Traceback" not in d.log()
+    finally:
+        d.stop()
