@@ -46,6 +46,8 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
+from agent.engine.stock_math import MAX_UNITS
+
 __all__ = [
     "AgentConfig",
     "AlertsConfig",
@@ -512,7 +514,9 @@ LocationName = Annotated[str, AfterValidator(_check_location_name)]
 ChannelName = Annotated[str, AfterValidator(_check_channel_name)]
 NonEmptyStr = Annotated[str, AfterValidator(_check_not_empty)]
 Sku = Annotated[str, AfterValidator(_check_not_empty)]
-Units = Annotated[int, Field(ge=0)]
+# A stock figure (buffer, cap, reorder point, units per bundle): past a billion is a typo, and past
+# 2**63 SQLite could not store what it makes.
+Units = Annotated[int, Field(ge=0, le=MAX_UNITS)]
 Percent = Annotated[int, Field(ge=0, le=100)]
 PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -789,7 +793,7 @@ class BundleConfig(_Model):
 
     sku: Sku
     title: str | None = None
-    components: dict[Sku, PositiveInt] = Field(min_length=1)
+    components: dict[Sku, Annotated[int, Field(ge=1, le=MAX_UNITS)]] = Field(min_length=1)
 
 
 class SkuChannelOverride(_Model):

@@ -281,6 +281,13 @@ def test_a_duration_past_ten_years_is_a_config_error_naming_the_key(
     assert issue.message.startswith("duration must be at most 3650d"), issue.message
 
 
+def test_a_stock_figure_past_a_billion_units_is_a_config_error(tmp_path: Path) -> None:
+    # Past 2**63 the numbers it makes could not be stored; past a billion it is a typo anyway.
+    path = write_config(tmp_path, SHOP + "buffer = 99999999999999999999\n")
+    issue = find_issue(load_errors(path), path, "channels.shop.buffer")
+    assert issue.message.startswith("must be at most 1000000000"), issue.message
+
+
 def test_zero_poll_interval_is_rejected(tmp_path: Path) -> None:
     path = write_config(tmp_path, SHOP + 'poll_interval = "0s"\n')
     issue = find_issue(load_errors(path), path, "channels.shop.poll_interval")
