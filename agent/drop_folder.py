@@ -24,9 +24,10 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -35,6 +36,7 @@ from agent.shipments import ShipmentResult, record_shipment
 from agent.shipments_csv import Package, parse_shipments
 from agent.stock_csv import RowError
 from agent.store import Store, Tx
+from agent.store.timestamps import iso
 
 log = structlog.get_logger("storesync.drop_folder")
 
@@ -88,6 +90,25 @@ def apply_file(engine: Engine, tx: Tx, name: str, digest: str, packages: list[Pa
     return results
 
 
+@dataclass(slots=True)
+class FolderState:
+    """What /status shows of the folder, as of the last scan."""
+
+    waiting: int = 0  # CSV files not taken yet (still settling, or the scan has not come)
+    processing: int = 0  # taken, not filed: a store error keeps them there until it clears
+    failed: int = 0  # rejected files in failed/, each beside its .error (remove once fixed)
+    last_scan_at: str | None = None
+    last_file: dict[str, Any] | None = None  # name, result, shipments, at
+    stuck: dict[str, str] = field(default_factory=dict)  # file -> the store error holding it
+
+    def document(self, folder: Path) -> dict[str, Any]:
+        """The `shipments_folder` part of /status."""
+        return {"path": str(folder), "waiting": self.waiting, "processing": self.processing,
+                "failed": self.failed, "last_scan_at": self.last_scan_at,
+                "last_file": self.last_file,
+                "stuck": [{"file": f, "error": e} for f, e in sorted(self.stuck.items())]}
+
+
 class DropFolder:
     """Watches one folder; owns its processing/, done/ and failed/ subfolders."""
 
@@ -99,13 +120,20 @@ class DropFolder:
         engine: Callable[[], Engine],
         settle_time: timedelta,
         on_applied: Callable[[set[str]], None],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.folder = folder
         self.store = store
         self.engine = engine
         self.settle_s = settle_time.total_seconds()
         self.on_applied = on_applied
-        self._stuck: dict[str, str] = {}  # files left in processing/ by a store error, logged once
+        self.clock = clock
+        self.state = FolderState()
+        self._stuck = self.state.stuck  # files left in processing/ by a store error, logged once
+
+    def status(self) -> dict[str, Any]:
+        """The `shipments_folder` part of /status, as of the last scan."""
+        return self.state.document(self.folder)
 
     def prepare(self) -> None:
         """Create the folder and its subfolders (OSError when it cannot)."""
@@ -138,7 +166,20 @@ class DropFolder:
                 outcome = await self.process(claimed, resumed=False)
                 if outcome is not None:
                     outcomes.append(outcome)
+        await asyncio.to_thread(self._count)
+        self.state.last_scan_at = iso(self.clock())
+        if outcomes:
+            last = outcomes[-1]
+            self.state.last_file = {"name": last.name, "result": last.result,
+                                    "shipments": last.shipments, "at": self.state.last_scan_at}
         return outcomes
+
+    def _count(self) -> None:
+        """Count what waits in the folder, in processing/ and in failed/."""
+        state = self.state
+        state.waiting = sum(1 for p in self.folder.iterdir() if _is_csv(p))
+        state.processing = sum(1 for p in (self.folder / PROCESSING).iterdir() if _is_csv(p))
+        state.failed = sum(1 for p in (self.folder / FAILED).iterdir() if _is_csv(p))
 
     def _leftovers(self) -> list[Path]:
         return sorted(p for p in (self.folder / PROCESSING).iterdir() if _is_csv(p))

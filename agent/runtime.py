@@ -100,6 +100,7 @@ class Runtime:
         self.store: Store
         self.inbox: InboxProcessor
         self.alerts: AlertWatcher | None = None
+        self.drop_folder: DropFolder | None = None
         self._engine = Engine(Rules.from_config(config))
         self._scheduler = AsyncIOScheduler(
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 60}
@@ -179,6 +180,7 @@ class Runtime:
             engine=lambda: self._engine,
             settle_time=shipments.settle_time,
             on_applied=self.wake_channels,
+            clock=self.clock,
         )
         try:
             folder.prepare()
@@ -186,6 +188,7 @@ class Runtime:
             raise StartupError(
                 f"cannot use the drop folder {shipments.drop_folder}: {exc.strerror or exc}"
             ) from exc
+        self.drop_folder = folder
         self.spawn(folder.run(shipments.scan_interval), name="drop-folder")
         log.info("watching the shipments drop folder", folder=str(shipments.drop_folder))
 

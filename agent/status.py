@@ -97,6 +97,8 @@ def status_document(runtime: Runtime) -> dict[str, Any]:
         "channels": channels,
         # SKUs at or below their reorder point, lowest first (see "Low-stock and reorder alerts").
         "alerts": alerts_report(conn),
+        # The [shipments] drop folder as of its last scan; null when none is configured.
+        "shipments_folder": runtime.drop_folder.status() if runtime.drop_folder else None,
         "recent_events": recent_events(conn, limit=10),
     }
 

@@ -89,6 +89,22 @@ def render(document: dict[str, Any]) -> None:
         for warning in ch.get("warnings", []):
             stdout.print(f"warning: {name}: {warning}", markup=False)
     render_alerts(document.get("alerts") or [])
+    render_folder(document.get("shipments_folder"))
+
+
+def render_folder(folder: dict[str, Any] | None) -> None:
+    """One line on the shipments drop folder, and a line per file a store error holds."""
+    if folder is None:
+        return
+    line = (f"shipments folder {folder['path']}: {folder['waiting']} waiting, "
+            f"{folder['processing']} processing, {folder['failed']} in failed/")
+    last = folder.get("last_file")
+    if last:
+        line += f"; last file {last['name']} {last['result']} at {last['at'][:19]}"
+    stdout.print(line, markup=False)
+    for stuck in folder["stuck"]:
+        stdout.print(f"warning: shipments file {stuck['file']} is held in processing/: "
+                     f"{stuck['error']}", markup=False)
 
 
 def render_alerts(alerts: list[dict[str, Any]]) -> None:

@@ -10,13 +10,15 @@ import hashlib
 import hmac
 import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
-from agent.processes import Child, child_env, free_port
+from agent.processes import REPO, Child, child_env, free_port
 from agent.processes import wait_until as _wait_until
 from agent.sandbox_config import channel_table, secret_env, secret_file
 
@@ -238,6 +240,15 @@ push_retry_max = "2s"
 
     def log(self) -> str:
         return self.process.log() if self.process else ""
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run `storesync --config <this daemon's> ARGS` and check it exits 0."""
+        done = subprocess.run(
+            [sys.executable, "-m", "agent.cli", "--config", str(self.config), *args],
+            cwd=REPO, env=self.env, capture_output=True, text=True, timeout=30, check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done
 
     def converged(self, sandbox: Sandbox, skus: list[str]) -> bool:
         """The sandbox shows exactly the published numbers the engine computed."""

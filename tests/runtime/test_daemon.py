@@ -291,6 +291,8 @@ def test_metrics_parse_and_status_matches_its_documented_shape(daemon, shop):
         "config",
         "inbox",
         "channels",
+        "alerts",
+        "shipments_folder",
         "recent_events",
     }
     channel = status["channels"]["shop"]

@@ -133,6 +133,17 @@ def test_a_bad_file_is_rejected_whole_with_an_error_naming_each_line(world):
     assert filed(folder, "nocolumn.csv") == "failed"
     report = (folder / "failed" / "nocolumn.csv.error").read_text()
     assert "line 1: missing column tracking" in report
+    # Ops see the rejected files without opening the folder: in /status and `storesync status`.
+    def last_scan() -> dict | None:
+        document = daemon.status()["shipments_folder"]
+        last = document["last_file"] or {}
+        return document if last.get("name") == "nocolumn.csv" else None
+
+    document = wait_until(last_scan, what="the drop folder's last file in /status")
+    assert document["last_file"]["result"] == "failed", document
+    assert document["failed"] == 3 and document["waiting"] == 0 and document["stuck"] == []
+    printed = daemon.cli("status").stdout
+    assert "0 waiting, 0 processing, 3 in failed/" in printed, printed
 
 
 def test_the_same_file_twice_is_applied_once(world):

@@ -6,8 +6,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from agent.processes import REPO, free_port
+from agent.processes import free_port
 from tests.runtime.harness import Daemon, Sandbox, wait_until
 
 SECRET = "alert-webhook-secret-1"
@@ -87,16 +85,6 @@ def shop(tmp_path) -> Iterator[Sandbox]:
     sandbox.stop()
 
 
-def cli(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run `storesync --config <the daemon's> ARGS` and check it exits 0."""
-    done = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "--config", str(daemon.config), *args],
-        cwd=REPO, env=daemon.env, capture_output=True, text=True, timeout=30,
-    )
-    assert done.returncode == 0, done.stderr
-    return done
-
-
 def alerts(daemon: Daemon) -> list[dict[str, Any]]:
     return daemon.status()["alerts"]
 
@@ -119,7 +107,7 @@ webhook_max_attempts = 100
 """)
     daemon.env["ALERT_SECRET"] = SECRET
     # The merchant counts stock before the first start (at 0 a mug would be in alert at once).
-    cli(daemon, "stock", "set", "MUG", "10")
+    daemon.cli("stock", "set", "MUG", "10")
     daemon.start()
     try:
         assert alerts(daemon) == []
@@ -154,7 +142,7 @@ webhook_max_attempts = 100
             "source": "config", "daily_velocity": round(3 / 14, 3), "at": alert["since"]}
 
         # `storesync status` prints it too.
-        printed = cli(daemon, "status")
+        printed = daemon.cli("status")
         assert "low stock: 1 SKU(s) at or below their reorder point" in printed.stdout
         assert "MUG" in printed.stdout and "Black mug" in printed.stdout
 
