@@ -642,6 +642,8 @@ class BaseChannel(_Model):
     enabled: bool = True
     poll_interval: Duration = timedelta(seconds=60)
     reconcile_interval: Duration = timedelta(minutes=15)
+    # How long one call may wait for the channel to answer before it is retried.
+    request_timeout: Duration = timedelta(seconds=30)
     webhook_secret: Secret | None = None
     locations: list[LocationName] = Field(default_factory=list)
     buffer: Units | None = None
@@ -650,7 +652,7 @@ class BaseChannel(_Model):
     stock_edits: Literal["overwrite", "import"] = "overwrite"
     sku_map: dict[Sku, Sku] = Field(default_factory=dict)
 
-    @field_validator("poll_interval", "reconcile_interval")
+    @field_validator("poll_interval", "reconcile_interval", "request_timeout")
     @classmethod
     def _check_positive(cls, value: timedelta) -> timedelta:
         """A zero interval would spin in a loop against the channel's rate limit."""

@@ -12,6 +12,7 @@ from agent.config import (
     WooCommerceChannel,
 )
 from connectors.base import Connector
+from connectors.http import Timeouts
 
 
 class NoConnector(Exception):
@@ -28,6 +29,7 @@ def build_connector(
 
         return ReferenceConnector(
             name,
+            timeouts=timeouts(channel),
             api_url=str(channel.api_url),
             api_key=channel.api_key.reveal(),
             webhook_secret=channel.webhook_secret.reveal() if channel.webhook_secret else None,
@@ -39,6 +41,7 @@ def build_connector(
 
         return ShopifyConnector(
             name,
+            timeouts=timeouts(channel),
             shop=channel.shop,
             api_url=str(channel.api_url) if channel.api_url else None,
             api_version=channel.api_version,
@@ -57,6 +60,7 @@ def build_connector(
 
         return WooCommerceConnector(
             name,
+            timeouts=timeouts(channel),
             api_url=str(channel.api_url),
             consumer_key=channel.consumer_key.reveal(),
             consumer_secret=channel.consumer_secret.reveal(),
@@ -78,6 +82,7 @@ def build_connector(
         )
         return AmazonConnector(
             name,
+            timeouts=timeouts(channel),
             seller_id=channel.seller_id,
             marketplace_ids=list(channel.marketplace_ids),
             region=channel.region,
@@ -98,6 +103,7 @@ def build_connector(
 
         return EbayConnector(
             name,
+            timeouts=timeouts(channel),
             client_id=channel.client_id,
             client_secret=channel.client_secret.reveal(),
             refresh_token=channel.refresh_token.reveal(),
@@ -134,3 +140,9 @@ def connector_class(kind: str) -> type[Connector]:
 
         return EbayConnector
     raise NoConnector(f"storesync has no {kind} connector yet")
+
+
+def timeouts(channel: BaseChannel) -> Timeouts:
+    """The channel's `request_timeout` for each read, twice it for a whole call."""
+    read_s = channel.request_timeout.total_seconds()
+    return Timeouts(read_s=read_s, total_s=2 * read_s)
