@@ -603,7 +603,9 @@ class Tx:
         return len(rows)
 
     def retry_dead(self, channel: str | None = None, outbox_id: int | None = None) -> int:
-        """Give dead letters a fresh set of attempts (where no newer value is pending)."""
+        """Give dead letters a fresh set of attempts; returns how many. A dead letter with a newer
+        value for its key (pending, in flight or already accepted) is set superseded instead:
+        pushing it would put an older number back on the channel."""
         clauses: list[str] = ["o.state = 'dead'"]
         params: list[str | int] = []
         if channel is not None:
@@ -613,6 +615,12 @@ class Tx:
             clauses.append("o.id = ?")
             params.append(outbox_id)
         now = iso(self.now())
+        self.conn.execute(
+            "UPDATE outbox AS o SET state = 'superseded', updated_at = ? WHERE "
+            + " AND ".join(clauses) + " AND EXISTS (SELECT 1 FROM outbox n WHERE "
+            "n.channel = o.channel AND n.kind = o.kind AND n.key = o.key AND n.id > o.id)",
+            (now, *params),
+        )
         cur = self.conn.execute(
             "UPDATE outbox AS o SET state = 'pending', attempts = 0, next_attempt_at = ?, "
             "updated_at = ? WHERE " + " AND ".join(clauses) + " AND NOT EXISTS (SELECT 1 FROM "

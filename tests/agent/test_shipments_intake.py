@@ -1,4 +1,5 @@
-"""The pieces under the drop folder and `outbox --retry`, fast: the CSV reader and retry_one."""
+"""The pieces under the drop folder and `outbox --retry`, fast: the CSV reader, retry_one and
+retry_dead."""
 
 from __future__ import annotations
 
@@ -57,5 +58,28 @@ def test_retry_one_revives_a_dead_letter_but_never_an_older_value(tmp_path):
         assert (row.state, row.attempts) == ("pending", 0)
         assert store.run(lambda tx: tx.retry_one(newer)) == "due_now"
         assert store.run(lambda tx: tx.retry_one(999)) == "missing"
+    finally:
+        store.close()
+
+
+def test_retry_dead_never_puts_an_older_value_back(tmp_path):
+    store = Store(tmp_path / "s.db")
+    try:
+        def row(sku: str, value: int, state: str) -> int:
+            def unit(tx):
+                row_id = tx.enqueue("shop", "stock", sku, value, None)
+                tx.set_outbox_state(row_id, state, error="HTTP 503")
+                return row_id
+            return store.run(unit)
+
+        # MUG: 5 died, then 3 was accepted. CAP: 9 died, then 7 died too. TEE: 4 died alone.
+        mug_old, _mug_new = row("MUG", 5, "dead"), row("MUG", 3, "done")
+        cap_old, cap_new = row("CAP", 9, "dead"), row("CAP", 7, "dead")
+        tee = row("TEE", 4, "dead")
+        assert store.run(lambda tx: tx.retry_dead("shop")) == 2
+        states = {i: store.run(lambda tx, i=i: tx.get_outbox(i)).state
+                  for i in (mug_old, cap_old, cap_new, tee)}
+        assert states == {mug_old: "superseded", cap_old: "superseded", cap_new: "pending",
+                          tee: "pending"}
     finally:
         store.close()
