@@ -38,6 +38,24 @@ def daemon(tmp_path, shop):
         d.stop()
 
 
+@pytest.fixture
+def stocked(tmp_path, shop):
+    """Start a daemon on `shop` with these options and SKUS counted in; stopped at the end.
+    The sandbox sends it no webhooks: orders come by poll or sweep."""
+    started: list[Daemon] = []
+
+    def start(**options) -> Daemon:
+        d = Daemon(tmp_path, [shop], skus=SKUS, **options).start()
+        started.append(d)
+        for sku, qty in SKUS.items():
+            d.set_stock(sku, qty)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+
+
 def post_webhook(
     daemon: Daemon, sandbox: Sandbox, body: bytes, *, delivery: str, secret: str | None = None
 ) -> httpx.Response:
@@ -451,65 +469,47 @@ def test_a_failing_channel_logs_its_state_change_once_not_per_poll(daemon, shop)
     assert len(changes) == 1, changes
 
 
-def test_status_flags_webhooks_that_went_silent(tmp_path, shop):
+def test_status_flags_webhooks_that_went_silent(stocked, shop):
     # The sandbox sends no webhooks at all; orders still arrive by poll.
-    d = Daemon(tmp_path, [shop], skus=SKUS, sync_toml='webhook_silence = "1s"')
-    d.start()
-    try:
-        for sku, qty in SKUS.items():
-            d.set_stock(sku, qty)
-        wait_until(lambda: shop.levels()["MUG"] == 10, what="the first push")
-        assert d.status()["channels"]["shop"]["webhook_silent"] is False
-        wait_until(lambda: d.status()["uptime_s"] > 1.5, what="the silence window to pass")
-        shop.buy({"MUG": 1})
-        wait_until(
-            lambda: d.status()["channels"]["shop"]["webhook_silent"],
-            what="the silent webhook to be flagged",
-        )
-    finally:
-        d.stop()
+    d = stocked(sync_toml='webhook_silence = "1s"')
+    wait_until(lambda: shop.levels()["MUG"] == 10, what="the first push")
+    assert d.status()["channels"]["shop"]["webhook_silent"] is False
+    wait_until(lambda: d.status()["uptime_s"] > 1.5, what="the silence window to pass")
+    shop.buy({"MUG": 1})
+    wait_until(
+        lambda: d.status()["channels"]["shop"]["webhook_silent"],
+        what="the silent webhook to be flagged",
+    )
 
 
-def test_the_reconcile_sweep_backfills_orders_that_polls_and_webhooks_missed(tmp_path, shop):
+def test_the_reconcile_sweep_backfills_orders_that_polls_and_webhooks_missed(stocked, shop):
     # No webhooks, and the order poll runs once at start then hourly: only the sweep can see it.
-    d = Daemon(tmp_path, [shop], skus=SKUS, poll_interval="1h", reconcile_interval="2s")
-    d.start()
-    try:
-        for sku, qty in SKUS.items():
-            d.set_stock(sku, qty)
-        wait_until(lambda: d.status()["channels"]["shop"]["last_poll_at"], what="the first poll")
-        wait_until(lambda: shop.levels()["CAP"] == 5, what="the stock to reach the store")
-        order = shop.buy({"CAP": 2})
-        wait_until(
-            lambda: d.query("SELECT 1 FROM orders WHERE external_id = ?", (str(order["id"]),)),
-            timeout=30,
-            what="the sweep to backfill the order",
-        )
-        assert '"reconcile found orders polls and webhooks had missed"' in d.log()
-    finally:
-        d.stop()
+    d = stocked(poll_interval="1h", reconcile_interval="2s")
+    wait_until(lambda: d.status()["channels"]["shop"]["last_poll_at"], what="the first poll")
+    wait_until(lambda: shop.levels()["CAP"] == 5, what="the stock to reach the store")
+    order = shop.buy({"CAP": 2})
+    wait_until(
+        lambda: d.query("SELECT 1 FROM orders WHERE external_id = ?", (str(order["id"]),)),
+        timeout=30,
+        what="the sweep to backfill the order",
+    )
+    assert '"reconcile found orders polls and webhooks had missed"' in d.log()
 
 
-def test_a_polled_order_with_impossible_numbers_is_refused_and_holds_up_nothing(tmp_path, shop):
+def test_a_polled_order_with_impossible_numbers_is_refused_and_holds_up_nothing(stocked, shop):
     # No webhooks: polls are the only way in, and the garbage order comes first on its page.
-    d = Daemon(tmp_path, [shop], skus=SKUS, poll_interval="1s")
-    d.start()
-    try:
-        for sku, qty in SKUS.items():
-            d.set_stock(sku, qty)
-        wait_until(lambda: shop.levels()["MUG"] == 10, what="the stock to reach the channel")
-        # A custom line (no SKU) is not checked against stock, so the channel takes any number.
-        garbage = shop.control("POST", "/orders", {"lines": [{"sku": None, "quantity": 10**30}]})
-        fine = shop.buy({"MUG": 1})
-        wait_until(
-            lambda: d.query("SELECT 1 FROM orders WHERE external_id = ?", (str(fine["id"]),)),
-            timeout=30, what="the order after the garbage one to be polled in",
-        )
-        assert not d.query("SELECT 1 FROM orders WHERE external_id = ?", (str(garbage["id"]),))
-        refused = d.query("SELECT message FROM events WHERE kind = 'order_refused'")
-        assert refused and str(garbage["id"]) in refused[0][0], refused
-        wait_until(lambda: shop.levels()["MUG"] == 9, what="the sale to lower the channel")
-        assert d.process is not None and d.process.running
-        assert "Traceback" not in d.log()
-    finally:
-        d.stop()
+    d = stocked(poll_interval="1s")
+    wait_until(lambda: shop.levels()["MUG"] == 10, what="the stock to reach the channel")
+    # A custom line (no SKU) is not checked against stock, so the channel takes any number.
+    garbage = shop.control("POST", "/orders", {"lines": [{"sku": None, "quantity": 10**30}]})
+    fine = shop.buy({"MUG": 1})
+    wait_until(
+        lambda: d.query("SELECT 1 FROM orders WHERE external_id = ?", (str(fine["id"]),)),
+        timeout=30, what="the order after the garbage one to be polled in",
+    )
+    assert not d.query("SELECT 1 FROM orders WHERE external_id = ?", (str(garbage["id"]),))
+    refused = d.query("SELECT message FROM events WHERE kind = 'order_refused'")
+    assert refused and str(garbage["id"]) in refused[0][0], refused
+    wait_until(lambda: shop.levels()["MUG"] == 9, what="the sale to lower the channel")
+    assert d.process is not None and d.process.running
+    assert "Traceback" not in d.log()
