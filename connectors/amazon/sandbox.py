@@ -478,6 +478,10 @@ class AmazonSandbox(SandboxBase):
             ]
         )
 
+    def rate_scope(self, method: str, template: str, path: str) -> str:
+        """SP-API meters each operation on its own usage plan."""
+        return OPERATIONS.get((method, template), "store")
+
     def api_middlewares(self) -> list[Middleware]:
         """Token check, usage plans, Amazon's headers and error shape."""
         return [self._guard]

@@ -518,6 +518,10 @@ class EbaySandbox(SandboxBase):
             ]
         )
 
+    def rate_scope(self, method: str, template: str, path: str) -> str:
+        """eBay counts each API's calls on its own daily quota."""
+        return _api_of(path) or "store"
+
     def api_middlewares(self) -> list[Middleware]:
         """Daily quotas, bearer auth, the marketplace header; eBay's answer for unknown routes."""
         return [self._guard]

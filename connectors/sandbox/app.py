@@ -77,6 +77,9 @@ class RequestRecord:
     status: int | None  # None when the connection was reset instead of answered
     fault: str | None  # the injected fault that produced the outcome, if any
     at: float  # sandbox wall clock, Unix seconds: tests do arithmetic with it (Retry-After)
+    # What the channel meters the request under: "store" for one budget per account, else an
+    # Amazon operation or an eBay API. A 429 (and its Retry-After) speaks for that scope only.
+    scope: str = "store"
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON, with `time` as ISO text for people."""
@@ -87,6 +90,7 @@ class RequestRecord:
             "status": self.status,
             "fault": self.fault,
             "at": self.at,
+            "scope": self.scope,
             "time": format_timestamp(datetime.fromtimestamp(self.at, UTC)),
         }
 
@@ -195,6 +199,11 @@ class SandboxBase:
     def api_middlewares(self) -> list[Middleware]:
         """Middlewares that run inside the fault layer on every request (auth, rate limits)."""
         return []
+
+    def rate_scope(self, method: str, template: str, path: str) -> str:
+        """The budget a request is metered under (see RequestRecord.scope): one per account
+        unless the channel meters finer."""
+        return "store"
 
     def truth(self) -> dict[str, Any]:
         """The channel's in-memory state as JSON, merged into `GET /_control/state`."""
@@ -346,7 +355,10 @@ class SandboxBase:
             self.route_counts[route] += 1
             self.status_counts[str(status) if status is not None else "reset"] += 1
             self.requests.append(
-                RequestRecord(request.method, request.path, route, status, fault, arrived)
+                RequestRecord(
+                    request.method, request.path, route, status, fault, arrived,
+                    self.rate_scope(request.method, template, request.path),
+                )
             )
 
     # -- control handlers -------------------------------------------------------------------------

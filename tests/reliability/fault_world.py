@@ -10,6 +10,7 @@ import math
 import secrets
 import signal
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,7 +258,8 @@ IN_FLIGHT_S = 0.3
 
 
 def early_after_storm_429(records: Sequence[RequestRecord], retry_after: float) -> list[str]:
-    """Requests that arrived after a storm 429 was read but before its Retry-After passed."""
+    """Requests that arrived after a storm 429 was read but before its Retry-After passed, in
+    the 429's own scope: an Amazon operation or an eBay API is metered, and paused, alone."""
     early = []
     for i, answer in enumerate(records):
         if answer.fault != "storm":
@@ -266,9 +268,14 @@ def early_after_storm_429(records: Sequence[RequestRecord], retry_after: float) 
             gap = later.at - answer.at
             if gap >= retry_after - 0.05:
                 break
-            if gap > IN_FLIGHT_S:
+            if gap > IN_FLIGHT_S and later.scope == answer.scope:
                 early.append(f"{later.route} {gap:.2f} s after a 429 at {answer.at:.2f}")
     return early
+
+
+def storm_429s(records: Iterable[RequestRecord]) -> Counter[str]:
+    """Storm 429s by the scope they paused."""
+    return Counter(r.scope for r in records if r.fault == "storm")
 
 
 def storm_bound(storm_s: float, retry_after: float) -> int:

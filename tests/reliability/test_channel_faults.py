@@ -9,7 +9,8 @@ on, a sale on a healthy store must reach the other healthy stores within PROMPT_
 off, within CONVERGE_S every store shows exactly the published number, which is the starting
 stock less the units shoppers kept; every order is stored once; every shipment is on its store.
 Throughout, no store answers 429 except where a storm was injected (each sandbox logs the fault
-behind every answer), and during a storm the agent waits out each Retry-After. Expired
+behind every answer), and during a storm the agent waits out each Retry-After in the scope the
+store meters (the whole store; an Amazon operation; an eBay API). Expired
 credentials put the store in needs_reauth with its outbox kept; writing the new key to the
 secret file and sending SIGHUP drains it.
 
@@ -46,6 +47,7 @@ from tests.reliability.fault_world import (
     rotate_credentials,
     self_inflicted_429s,
     start_world,
+    storm_429s,
     storm_bound,
 )
 from tests.reliability.scale import FULL, seconds, size
@@ -181,8 +183,11 @@ async def test_a_channel_fault_loses_nothing(shop: Shop, fault: str, target: str
         for name in targets:
             early = early_after_storm_429(records[name], RETRY_AFTER_S)
             assert not early, f"{name} was sent requests inside Retry-After: {early[:5]}"
-            storm = injected[name]["storm"]
-            assert storm <= storm_bound(STORM_S, RETRY_AFTER_S), (name, storm)
+            # Each scope the store meters alone (all of Shopify; one Amazon operation) meets
+            # the storm on its own, and each honours Retry-After.
+            storms = storm_429s(records[name])
+            bound = storm_bound(STORM_S, RETRY_AFTER_S)
+            assert all(n <= bound for n in storms.values()), (name, storms, bound)
     print(
         f"\n[fault] {fault} on {target}: injected "
         f"{ {n: dict(c) for n, c in injected.items()} }, probe {prompt and round(prompt, 2)} s, "
