@@ -761,6 +761,9 @@ class EbayChannel(BaseChannel):
     daily_limits: dict[Literal["fulfillment", "inventory", "identity"], PositiveInt] = Field(
         default_factory=dict
     )
+    # Revisions a listing takes per Pacific day; eBay blocks it for the day after 250
+    # (https://developer.ebay.com/DevZone/merchant-data/CallRef/ReviseInventoryStatus.html).
+    revisions_per_day: int = Field(250, ge=2, le=MAX_UNITS)
 
 
 class ReferenceChannel(BaseChannel):

@@ -210,6 +210,9 @@ class PushOutcome(enum.StrEnum):
     RETRY = "retry"  # try again later (transient)
     CONFLICT = "conflict"  # compare-and-set was stale: re-read and recompute
     PERMANENT = "permanent"  # never going to work as it is: dead-letter it
+    # The channel takes no more of this item for now (eBay's daily revision cap): not a
+    # failure, so no attempt is counted; try again after `retry_after` seconds.
+    WAIT = "wait"
 
 
 @dataclass(frozen=True, slots=True)

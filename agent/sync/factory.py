@@ -113,6 +113,7 @@ def build_connector(
             first_poll_window=sync.first_poll_window,
             order_lookback=sync.order_lookback,
             daily_limits={str(k): v for k, v in channel.daily_limits.items()} or None,
+            revisions_per_day=channel.revisions_per_day,
         )
     raise NoConnector(f"storesync has no {channel.kind} connector yet; channel {name} is paused")
 

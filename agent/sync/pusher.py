@@ -46,6 +46,8 @@ log = structlog.get_logger("storesync.pusher")
 IDLE_CHECK = timedelta(seconds=1)
 # An unlisted SKU is retried this soon while listing discovery has not run yet.
 AWAIT_DISCOVERY = timedelta(seconds=5)
+# Outcomes that put the row back for later: nothing new to push at once.
+_LATER = frozenset({PushOutcome.RETRY, PushOutcome.WAIT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +251,7 @@ class OutboxPusher:
             self.health.succeeded()
         if conflicts:
             await self._resolve_conflicts(conflicts)
-        if any(res.outcome != PushOutcome.RETRY for _, res in outcomes):
+        if any(res.outcome not in _LATER for _, res in outcomes):
             self.wake.set()  # conflicts and re-reads may have queued new rows
 
     def _apply_one(
@@ -276,6 +278,17 @@ class OutboxPusher:
             tx.set_outbox_state(row.id, "superseded", error=result.message or "stale value")
             self.metrics.pushes.labels(self.channel, label, "conflict").inc()
             conflicts.append((row, result))
+            return
+        if result.outcome == PushOutcome.WAIT:
+            # The channel paces this item (eBay's daily revision cap): not a failure, so the
+            # attempt is given back, however long the wait.
+            wait = timedelta(seconds=max(result.retry_after or 0.0, 1.0))
+            state = tx.retry_outbox(row, result.message, now + wait, count=False)
+            self.metrics.pushes.labels(self.channel, label, "wait").inc()
+            log.info(
+                "push waits for the channel", channel=self.channel, kind=row.kind, key=row.key,
+                delay_s=round(wait.total_seconds(), 1), state=state, reason=result.message,
+            )
             return
         if result.outcome == PushOutcome.RETRY and row.attempts < self.retry.max_attempts:
             delay = self.retry.delay(row.attempts, self._rng)

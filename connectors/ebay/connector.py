@@ -28,7 +28,8 @@ discovery reads `GET /inventory_item` pages, then `GET /offer?sku=` per SKU, and
 Stock. `POST /bulk_update_price_quantity` sets both numbers, absolute, for up to 25 SKUs per
 call (https://developer.ebay.com/api-docs/sell/static/inventory/bulk-updates.html); each SKU's
 fate is in `responses[]`. There is no compare-and-set: a sale between our read and this write is
-overwritten until the next reconcile corrects it.
+overwritten until the next reconcile corrects it. A listing takes at most 250 revisions a day:
+revisions.py paces a busy listing's pushes (a WAIT result) instead of spending them by noon.
 
 Shipments. `POST /order/{orderId}/shipping_fulfillment` once per package, answered 201 with the
 fulfillment in `Location`. eBay has no idempotency key, so a push first reads the order's
@@ -40,6 +41,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -74,6 +76,7 @@ from connectors.ebay.client import (
     EbayQuotas,
 )
 from connectors.ebay.orders import NONE_REQUESTED, cancel_state, parse_order
+from connectors.ebay.revisions import REVISIONS_PER_DAY, RevisionBudget, is_revision_cap
 from connectors.ebay.wire import (
     DEFAULT_MARKETPLACE,
     date_range_filter,
@@ -124,6 +127,7 @@ class EbayConnector:
         policy: RetryPolicy | None = None,
         page_size: int = MAX_ORDERS_LIMIT,
         daily_limits: Mapping[str, int] | None = None,
+        revisions_per_day: int = REVISIONS_PER_DAY,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], datetime] = _utc_now,
         timeouts: Timeouts = _DEFAULT_TIMEOUTS,
@@ -150,6 +154,7 @@ class EbayConnector:
             clock=clock,
         )
         self.marketplace_id = marketplace_id
+        self.revisions = RevisionBudget(revisions_per_day)
 
     # -- orders ------------------------------------------------------------------------------------
 
@@ -329,7 +334,15 @@ class EbayConnector:
                 offer_id = latest[sku][1]
             latest[sku] = (push, offer_id)  # the last number for a SKU is the one that counts
             pushes.setdefault(sku, []).append(push)
-        skus = list(latest)
+        now = self._clock()
+        skus = []
+        for sku, (push, _) in latest.items():
+            wait = self.revisions.wait(sku, push.quantity, now)
+            if wait > 0:
+                used = self.revisions.used(sku, now)
+                results.extend(_paced(sku, pushes[sku], used, self.revisions.per_day, wait))
+            else:
+                skus.append(sku)
         chunks = [skus[start : start + MAX_BULK] for start in range(0, len(skus), MAX_BULK)]
         landed = False
         for index, chunk in enumerate(chunks):
@@ -352,9 +365,15 @@ class EbayConnector:
             by_sku = _answers_by_sku(answers)
             for sku in chunk:
                 outcome = _stock_result(sku, by_sku.get(sku, []))
-                results.extend(
-                    PushResult(sku, outcome.outcome, outcome.message) for _ in pushes[sku]
-                )
+                if outcome.outcome == PushOutcome.DONE:
+                    self.revisions.spent(sku, now)
+                elif outcome.outcome == PushOutcome.WAIT:
+                    counted = self.revisions.used(sku, now)
+                    outcome = replace(
+                        outcome, retry_after=self.revisions.exhausted(sku, now),
+                        message=f"{outcome.message} ({counted} revisions by storesync's count)",
+                    )
+                results.extend(replace(outcome, key=sku) for _ in pushes[sku])
         return results
 
     # -- shipments ---------------------------------------------------------------------------------
@@ -469,6 +488,12 @@ def _stock_result(sku: str, answers: list[dict[str, Any]]) -> PushResult:
         warnings = [w.describe() for a in answers for w in read_errors(a.get("warnings"))]
         return PushResult(sku, PushOutcome.DONE, "; ".join(warnings))
     errors = [e for a in failed for e in read_errors(a.get("errors"))]
+    if any(is_revision_cap(e.error_id, e.message) for e in errors):
+        return PushResult(
+            sku, PushOutcome.WAIT,
+            "eBay refuses more revisions of this listing today (its daily cap): the newest "
+            "quantity goes out after midnight Pacific",
+        )
     message = "; ".join(e.describe() for e in errors) or (
         f"eBay answered status {failed[0].get('statusCode')}"
     )
@@ -477,6 +502,17 @@ def _stock_result(sku: str, answers: list[dict[str, Any]]) -> PushResult:
         bool(errors) and all(e.category == "APPLICATION" for e in errors)
     )
     return PushResult(sku, PushOutcome.RETRY if transient else PushOutcome.PERMANENT, message)
+
+
+def _paced(
+    sku: str, pushes: Sequence[StockPush], used: int, per_day: int, wait: float
+) -> list[PushResult]:
+    """Results for a SKU whose listing must save its day's revisions (see revisions.py)."""
+    message = (
+        f"eBay allows {per_day} revisions of a listing a day and this one has had {used} "
+        f"today: the next goes in {wait:.0f} s, with the newest quantity"
+    )
+    return [PushResult(sku, PushOutcome.WAIT, message, retry_after=wait) for _ in pushes]
 
 
 def _failed(

@@ -33,6 +33,7 @@ STOCK = 5_000
 # poll stays inside the limit and the tests need not wait minutes for a polled store.
 AMAZON_RATES = {"getOrders": {"rate_per_s": 0.5, "burst": 20}}
 AMAZON_SETTLE_S = 2
+REVISIONS_UNCAPPED = 1_000_000
 
 
 def settings() -> WorldSettings:
@@ -53,6 +54,10 @@ def settings() -> WorldSettings:
         },
         channel_options={
             "amazon": {"order_settle": f"{AMAZON_SETTLE_S}s", "poll_interval": "2s"},
+            # The full run sells each SKU several hundred times an hour, more than eBay lets a
+            # listing be revised in a day (250): its cap is lifted in the sandbox and the
+            # agent, and tests/connectors/ebay covers how the agent lives with it.
+            "ebay": {"revisions_per_day": REVISIONS_UNCAPPED},
         },
         secret_files=True,
     )
@@ -64,6 +69,7 @@ async def start_world(directory: Path) -> World:
     await world.start_sandboxes()
     amazon = world.channels["amazon"].sandbox
     amazon.configure(rates=AMAZON_RATES)  # type: ignore[attr-defined]
+    world.channels["ebay"].sandbox.configure({"revision_cap": None})  # type: ignore[attr-defined]
     world.write_config()
     await asyncio.to_thread(world.import_stock)
     await world.start_agent(timeout=60)

@@ -16,12 +16,14 @@ import pytest
 from connectors.base import (
     OrderStatus,
     PushOutcome,
+    PushResult,
     RateLimited,
     ShipmentLine,
     ShipmentPush,
     StockPush,
 )
 from connectors.ebay.connector import EbayConnector
+from connectors.ebay.revisions import RevisionBudget
 from connectors.ebay.sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, EbaySandbox
 from connectors.http import RetryPolicy
 from connectors.sandbox import ManualClock, Served, serve
@@ -226,3 +228,45 @@ async def test_stock_pushes_ride_out_server_errors(seller: Seller) -> None:
         42,
         42,
     )
+
+
+async def test_a_busy_listing_spreads_its_daily_revisions_and_never_dead_letters(
+    seller: Seller,
+) -> None:
+    # eBay blocks a listing after 250 revisions in a day; with a day of 10 the connector
+    # pushes the first 5 at once, then spaces the rest over what is left of the Pacific day.
+    await seller.call("PUT", "/config", {"revision_cap": 10})
+    connector = seller.connector()
+    connector.revisions = RevisionBudget(per_day=10)
+    try:
+        [ref] = await connector.fetch_listings()
+
+        async def push(quantity: int) -> PushResult:
+            [result] = await connector.push_stock([StockPush(ref, quantity, None, "k")])
+            return result
+
+        assert [(await push(q)).outcome for q in range(499, 494, -1)] == [PushOutcome.DONE] * 5
+        held = await push(494)
+        shown_while_held = (await seller.state())["listings"]["MUG"]["quantity"]
+        sold_out = await push(0)  # a sell-out is what stops an oversell: it never waits
+        seller.clock.advance(held.retry_after or 0)
+        after_the_wait = await push(494)
+        # The connector forgot its count (a restart): eBay's own refusal still keeps the push.
+        connector.revisions = RevisionBudget(per_day=10)
+        await seller.call("PUT", "/config", {"revision_cap": 7})
+        refused = await push(493)
+        seller.clock.advance(refused.retry_after or 0)  # midnight in Los Angeles: a new day
+        next_day = await push(493)
+    finally:
+        await connector.aclose()
+    assert held.outcome == PushOutcome.WAIT
+    # Noon in Los Angeles: 12 h left for the 5 revisions left.
+    assert held.retry_after == pytest.approx(12 * 3600 / 5)
+    assert shown_while_held == 495
+    assert sold_out.outcome == PushOutcome.DONE
+    assert after_the_wait.outcome == PushOutcome.DONE
+    assert refused.outcome == PushOutcome.WAIT
+    assert refused.retry_after == pytest.approx(12 * 3600 - held.retry_after)
+    assert "midnight Pacific" in refused.message
+    assert next_day.outcome == PushOutcome.DONE
+    assert (await seller.state())["listings"]["MUG"]["quantity"] == 493
