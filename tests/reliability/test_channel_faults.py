@@ -5,7 +5,8 @@ Each scenario switches one fault on in the target store's sandbox while sales fl
 store: 10% 5xx answers, a 429 storm with Retry-After, 2 s latency on every request, connection
 resets (before and after the request took effect), truncated JSON bodies, an outage (every
 request 503), or expired credentials (the store rotates the key: AuthError). While the fault is
-on, a sale on a healthy store must reach the other healthy stores within PROMPT_S. Once it is
+on, a sale on a healthy store must reach the other healthy stores within PROMPT_S, and every
+order on a healthy store is stored within PROMPT_S of its checkout. Once it is
 off, within CONVERGE_S every store shows exactly the published number, which is the starting
 stock less the units shoppers kept; every order is stored once; every shipment is on its store.
 Throughout, no store answers 429 except where a storm was injected (each sandbox logs the fault
@@ -42,6 +43,7 @@ from tests.reliability.fault_world import (
     Shop,
     converge,
     early_after_storm_429,
+    hearing_lags,
     reload_with_key,
     requests_since,
     rotate_credentials,
@@ -173,6 +175,9 @@ async def test_a_channel_fault_loses_nothing(shop: Shop, fault: str, target: str
     took = await converge(world, shop, timeout=CONVERGE_S)
 
     assert not shop.errors, shop.errors[:5]
+    # Healthy stores' orders were heard as promptly as ever, whatever the sick one did.
+    lags = hearing_lags(world, healthy, since)
+    assert all(lag <= PROMPT_S for lag in lags.values()), f"orders heard late: {lags}"
     records = {name: requests_since(world, name, since) for name in world.channels}
     own = {n: self_inflicted_429s(r) for n, r in records.items()}
     own_429s = {n: len(r) for n, r in own.items()}
@@ -193,6 +198,7 @@ async def test_a_channel_fault_loses_nothing(shop: Shop, fault: str, target: str
         f"{ {n: dict(c) for n, c in injected.items()} }, probe {prompt and round(prompt, 2)} s, "
         f"fault {ended - started:.1f} s, converged {took:.1f} s after, "
         f"orders {len(shop.ledger.sales)}, shipped {len(shop.shipped)}, 429s {own_429s}, "
+        f"healthy stores heard orders within {max(lags.values(), default=0):.1f} s, "
         f"requests {({n: len(r) for n, r in records.items()})}"
     )
 
