@@ -23,6 +23,21 @@ def _opt_time(text: str | None) -> datetime | None:
     return parse_iso(text) if text else None
 
 
+# A pending row for the same (channel, kind, key) takes the newer value. A row the channel asked
+# to wait (a paced eBay listing: no failed attempt) is due again at once for a new value, so the
+# connector decides afresh: a sale must not inherit a restock's wait. A row backing off after
+# failures keeps its backoff.
+_ENQUEUE = (
+    "INSERT INTO outbox (channel, kind, key, value, expected, state, next_attempt_at, "
+    "created_at, updated_at, queued_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) "
+    "ON CONFLICT(channel, kind, key) WHERE state = 'pending' DO UPDATE SET "
+    "value = excluded.value, expected = excluded.expected, revision = revision + 1, "
+    "updated_at = excluded.updated_at, queued_at = excluded.queued_at, "
+    "next_attempt_at = CASE WHEN attempts = 0 AND value != excluded.value "
+    "THEN min(next_attempt_at, excluded.next_attempt_at) ELSE next_attempt_at END"
+)
+
+
 class Tx:
     """One write transaction on the store."""
 
@@ -453,11 +468,7 @@ class Tx:
         """Queue a push; a pending row for the same (channel, kind, key) takes the newer value."""
         now = iso(self.now())
         row = self.conn.execute(
-            "INSERT INTO outbox (channel, kind, key, value, expected, state, next_attempt_at, "
-            "created_at, updated_at, queued_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) "
-            "ON CONFLICT(channel, kind, key) WHERE state = 'pending' DO UPDATE SET "
-            "value = excluded.value, expected = excluded.expected, revision = revision + 1, "
-            "updated_at = excluded.updated_at, queued_at = excluded.queued_at RETURNING id",
+            _ENQUEUE + " RETURNING id",
             (channel, kind, key, json.dumps(value), expected, now, now, now, now),
         ).fetchone()
         return int(row[0])
@@ -466,11 +477,7 @@ class Tx:
         """`enqueue` for many (channel, kind, key, value, expected) rows at once."""
         now = iso(self.now())
         self.conn.executemany(
-            "INSERT INTO outbox (channel, kind, key, value, expected, state, next_attempt_at, "
-            "created_at, updated_at, queued_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) "
-            "ON CONFLICT(channel, kind, key) WHERE state = 'pending' DO UPDATE SET "
-            "value = excluded.value, expected = excluded.expected, revision = revision + 1, "
-            "updated_at = excluded.updated_at, queued_at = excluded.queued_at",
+            _ENQUEUE,
             [
                 (channel, kind, key, json.dumps(value), expected, now, now, now, now)
                 for channel, kind, key, value, expected in rows

@@ -366,7 +366,7 @@ class EbayConnector:
             for sku in chunk:
                 outcome = _stock_result(sku, by_sku.get(sku, []))
                 if outcome.outcome == PushOutcome.DONE:
-                    self.revisions.spent(sku, now)
+                    self.revisions.spent(sku, latest[sku][0].quantity, now)
                 elif outcome.outcome == PushOutcome.WAIT:
                     counted = self.revisions.used(sku, now)
                     outcome = replace(
@@ -488,7 +488,7 @@ def _stock_result(sku: str, answers: list[dict[str, Any]]) -> PushResult:
         warnings = [w.describe() for a in answers for w in read_errors(a.get("warnings"))]
         return PushResult(sku, PushOutcome.DONE, "; ".join(warnings))
     errors = [e for a in failed for e in read_errors(a.get("errors"))]
-    if any(is_revision_cap(e.error_id, e.message) for e in errors):
+    if any(is_revision_cap(e.error_id, e.message, e.long_message) for e in errors):
         return PushResult(
             sku, PushOutcome.WAIT,
             "eBay refuses more revisions of this listing today (its daily cap): the newest "

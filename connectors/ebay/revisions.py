@@ -8,12 +8,13 @@ noon and then show a stale, too-high quantity until midnight: the oversell store
 to prevent.
 
 So the connector spends them with care. While a listing has used less than half its day's
-revisions, every change goes at once. From then on the rest are spread over what is left of
-the day (Pacific time, eBay's day): the next revision waits until `seconds left / revisions
-left` after the last one, and meanwhile the outbox keeps only the newest number, so nothing is
-lost, only coalesced. A push that takes the listing to 0 (sold out) always goes while any
-revision is left. When eBay refuses anyway (the agent restarted and forgot its count), the
-listing waits for midnight.
+revisions, every change goes at once. From then on a fall in quantity (a sale elsewhere: the
+number that stops an oversell) still goes at once, but a rise (a restock, a cancellation) is
+spread over what is left of the day (Pacific time, eBay's day): it waits until `seconds left /
+revisions left` after the last revision, and meanwhile the outbox keeps only the newest number,
+so nothing is lost, only coalesced. The day's last revision is kept for a push to 0 (sold out),
+which goes while any revision is left. When eBay refuses anyway (the agent restarted and forgot
+its count), the listing waits for midnight.
 
 Counts live in memory: eBay has no call that reports them, and after a restart the refusal
 above is the backstop.
@@ -34,6 +35,7 @@ class _Day:
     day: date
     used: int = 0
     last_at: datetime | None = None
+    last_qty: int | None = None
 
 
 class RevisionBudget:
@@ -51,16 +53,24 @@ class RevisionBudget:
         left = self.per_day - today.used
         if left <= 0:
             return seconds_to_midnight(now)
-        if today.used < self.per_day // 2 or quantity <= 0 or today.last_at is None:
+        if quantity <= 0 or today.used < self.per_day // 2 or today.last_at is None:
             return 0.0
-        gap = seconds_to_midnight(now) / left
+        falling = today.last_qty is not None and quantity < today.last_qty
+        # The last revision is kept for a sell-out; a fall may use every other one.
+        spare = left - 1
+        if falling and spare > 0:
+            return 0.0
+        if spare <= 0:
+            return seconds_to_midnight(now)
+        gap = seconds_to_midnight(now) / spare
         return max(0.0, (today.last_at - now).total_seconds() + gap)
 
-    def spent(self, sku: str, now: datetime) -> None:
-        """`sku`'s listing took one revision."""
+    def spent(self, sku: str, quantity: int, now: datetime) -> None:
+        """`sku`'s listing took one revision, to `quantity`."""
         today = self._today(sku, now)
         today.used += 1
         today.last_at = now
+        today.last_qty = quantity
 
     def exhausted(self, sku: str, now: datetime) -> float:
         """eBay refused `sku` for the cap: no more today. Returns seconds until midnight."""
@@ -91,7 +101,7 @@ def _pacific(now: datetime) -> datetime:
     return (now if now.tzinfo is not None else now.replace(tzinfo=UTC)).astimezone(PACIFIC)
 
 
-def is_revision_cap(error_id: int | None, message: str) -> bool:
+def is_revision_cap(error_id: int | None, *texts: str) -> bool:
     """Whether an eBay error is the daily revision cap. Its errorId, 25002, is eBay's catch-all
-    "a user error has occurred", so the text decides."""
-    return error_id == 25002 and "revis" in message.lower()
+    "a user error has occurred", so the text decides: the message or the long message."""
+    return error_id == 25002 and any("revis" in text.lower() for text in texts)

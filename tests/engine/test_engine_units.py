@@ -136,6 +136,22 @@ def test_coalescing_keeps_one_pending_row_with_the_newest_value(h):
     assert h.pending("woo", "MUG") == [(15, 20)]
 
 
+def test_a_sale_does_not_inherit_a_paced_rows_wait_but_a_failing_row_keeps_its_backoff(h):
+    h.drain()
+    h("apply_order", order(oid="o1", lines=(("MUG", 1),), at=h.now))
+    [paced] = h.tx(lambda tx: tx.claim_due("woo", 10))
+    [failing] = h.tx(lambda tx: tx.claim_due("shop", 10))
+    later = h.now + timedelta(hours=3)
+    # The channel paces woo's listing (the attempt is given back); shop's push failed.
+    h.tx(lambda tx: tx.retry_outbox(paced, "paced", later, count=False))
+    h.tx(lambda tx: tx.retry_outbox(failing, "HTTP 503", later))
+    h.now += timedelta(seconds=1)
+    h("apply_order", order(oid="o2", lines=(("MUG", 1),), at=h.now))
+    rows = h.tx(lambda tx: tx.claim_due("woo", 10) + tx.claim_due("shop", 10))
+    due = {row.channel: json.loads(row.value) for row in rows}
+    assert due == {"woo": 18}  # the sale goes now; the connector may pace it again
+
+
 def test_order_versions_never_go_backwards(h):
     newer = order(status=OrderStatus.CANCELLED, at=T0 + timedelta(minutes=5))
     assert h("apply_order", newer).result == "created"

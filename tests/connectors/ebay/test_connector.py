@@ -23,7 +23,7 @@ from connectors.base import (
     StockPush,
 )
 from connectors.ebay.connector import EbayConnector
-from connectors.ebay.revisions import RevisionBudget
+from connectors.ebay.revisions import RevisionBudget, is_revision_cap
 from connectors.ebay.sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, EbaySandbox
 from connectors.http import RetryPolicy
 from connectors.sandbox import ManualClock, Served, serve
@@ -230,11 +230,13 @@ async def test_stock_pushes_ride_out_server_errors(seller: Seller) -> None:
     )
 
 
-async def test_a_busy_listing_spreads_its_daily_revisions_and_never_dead_letters(
+async def test_a_busy_listing_spends_its_daily_revisions_on_sales_first_and_never_dead_letters(
     seller: Seller,
 ) -> None:
     # eBay blocks a listing after 250 revisions in a day; with a day of 10 the connector
-    # pushes the first 5 at once, then spaces the rest over what is left of the Pacific day.
+    # pushes the first 5 at once. From then on a fall in quantity (a sale elsewhere) still goes
+    # at once, a rise waits its share of what is left of the Pacific day, and the last
+    # revision is kept for a sell-out.
     await seller.call("PUT", "/config", {"revision_cap": 10})
     connector = seller.connector()
     connector.revisions = RevisionBudget(per_day=10)
@@ -246,27 +248,47 @@ async def test_a_busy_listing_spreads_its_daily_revisions_and_never_dead_letters
             return result
 
         assert [(await push(q)).outcome for q in range(499, 494, -1)] == [PushOutcome.DONE] * 5
-        held = await push(494)
+        restock = await push(500)
         shown_while_held = (await seller.state())["listings"]["MUG"]["quantity"]
-        sold_out = await push(0)  # a sell-out is what stops an oversell: it never waits
-        seller.clock.advance(held.retry_after or 0)
-        after_the_wait = await push(494)
+        sale = await push(494)
+        sold_out = await push(0)
+        seller.clock.advance(3600)
+        cancellation = await push(3)  # a rise: paced after the sell-out's revision
+        seller.clock.advance(cancellation.retry_after or 0)
+        after_the_wait = await push(3)
+        falls = [await push(2), await push(1)]  # the second would spend the sell-out's revision
+        last = await push(0)
         # The connector forgot its count (a restart): eBay's own refusal still keeps the push.
         connector.revisions = RevisionBudget(per_day=10)
         await seller.call("PUT", "/config", {"revision_cap": 7})
-        refused = await push(493)
+        refused = await push(5)
         seller.clock.advance(refused.retry_after or 0)  # midnight in Los Angeles: a new day
-        next_day = await push(493)
+        next_day = await push(5)
     finally:
         await connector.aclose()
-    assert held.outcome == PushOutcome.WAIT
-    # Noon in Los Angeles: 12 h left for the 5 revisions left.
-    assert held.retry_after == pytest.approx(12 * 3600 / 5)
+    # Noon in Los Angeles: 12 h left for the 5 revisions left, one of them kept for a sell-out.
+    assert restock.outcome == PushOutcome.WAIT
+    assert restock.retry_after == pytest.approx(12 * 3600 / 4)
     assert shown_while_held == 495
-    assert sold_out.outcome == PushOutcome.DONE
+    assert (sale.outcome, sold_out.outcome) == (PushOutcome.DONE, PushOutcome.DONE)
+    # 11 h left for the 3 revisions left, less the sell-out's: 5.5 h after the last revision.
+    assert cancellation.outcome == PushOutcome.WAIT
+    assert cancellation.retry_after == pytest.approx(11 * 3600 / 2 - 3600)
     assert after_the_wait.outcome == PushOutcome.DONE
+    assert [f.outcome for f in falls] == [PushOutcome.DONE, PushOutcome.WAIT]
+    assert falls[1].retry_after == pytest.approx(12 * 3600 - 3600 - cancellation.retry_after)
+    assert last.outcome == PushOutcome.DONE
     assert refused.outcome == PushOutcome.WAIT
-    assert refused.retry_after == pytest.approx(12 * 3600 - held.retry_after)
+    assert refused.retry_after == pytest.approx(falls[1].retry_after)
     assert "midnight Pacific" in refused.message
     assert next_day.outcome == PushOutcome.DONE
-    assert (await seller.state())["listings"]["MUG"]["quantity"] == 493
+    assert (await seller.state())["listings"]["MUG"]["quantity"] == 5
+
+
+def test_the_revision_cap_is_recognised_in_the_long_message_too() -> None:
+    # 25002 is eBay's catch-all user error: the cap may be spelled out only in longMessage.
+    generic = "A user error has occurred. "
+    assert is_revision_cap(25002, generic, "This listing has been revised 250 times today.")
+    assert is_revision_cap(25002, "You can revise a listing at most 250 times a day.", "")
+    assert not is_revision_cap(25002, generic, "The SKU is not valid.")
+    assert not is_revision_cap(25001, "Listing revised too often", "")
