@@ -539,18 +539,18 @@ class Tx:
             (state, error, iso(self.now()), outbox_id),
         )
 
-    def claim_due(self, channel: str, limit: int) -> list[OutboxRow]:
-        """Take up to `limit` due pending rows of a channel, longest due first, marking them
-        inflight."""
+    def claim_due(self, channel: str, kind: str, limit: int) -> list[OutboxRow]:
+        """Take up to `limit` due pending rows of a channel's `kind` ('stock' or 'shipment'),
+        longest due first, marking them inflight."""
         now = iso(self.now())
-        # Ordered as the outbox_due index is (its entries end with the rowid), so SQLite reads
-        # `limit` entries and stops. ORDER BY id alone sorted every due row on each claim:
+        # Ordered as the outbox_due_kind index is (its entries end with the rowid), so SQLite
+        # reads `limit` entries and stops. ORDER BY id alone sorted every due row on each claim:
         # quadratic over a 100k-SKU reconcile. Per-key order is safe either way: a key has at
         # most one pending row (coalescing).
         rows = self._outbox_rows(
-            "WHERE channel = ? AND state = 'pending' AND next_attempt_at <= ? "
+            "WHERE channel = ? AND kind = ? AND state = 'pending' AND next_attempt_at <= ? "
             "ORDER BY next_attempt_at, id LIMIT ?",
-            (channel, now, limit),
+            (channel, kind, now, limit),
         )
         self.conn.executemany(
             "UPDATE outbox SET state = 'inflight', attempts = attempts + 1, updated_at = ? "

@@ -46,6 +46,8 @@ log = structlog.get_logger("storesync.pusher")
 IDLE_CHECK = timedelta(seconds=1)
 # An unlisted SKU is retried this soon while listing discovery has not run yet.
 AWAIT_DISCOVERY = timedelta(seconds=5)
+# Shipments pushed between two looks at the stock queue.
+SHIPMENTS_PER_CYCLE = 4
 # Outcomes that put the row back for later: nothing new to push at once.
 _LATER = frozenset({PushOutcome.RETRY, PushOutcome.WAIT})
 
@@ -143,19 +145,19 @@ class OutboxPusher:
             return await self._push_once()
 
     async def _push_once(self) -> int:
-        capabilities = self.connector.capabilities
-        rows = await self.store.submit(
-            lambda tx: tx.claim_due(self.channel, max(capabilities.max_batch, 1))
-        )
-        if not rows:
-            return 0
-        stock = [r for r in rows if r.kind == "stock"]
-        shipments = [r for r in rows if r.kind == "shipment"]
+        # Stock and shipments are claimed apart, stock first and shipments a few at a time: a
+        # shipment takes a call or two of its own, so after an outage a backlog of them would
+        # otherwise hold every sale's new number back for as long as it takes to drain.
+        batch = max(self.connector.capabilities.max_batch, 1)
+        stock = await self.store.submit(lambda tx: tx.claim_due(self.channel, "stock", batch))
         if stock:
             await self._push_stock(stock)
+        shipments = await self.store.submit(
+            lambda tx: tx.claim_due(self.channel, "shipment", SHIPMENTS_PER_CYCLE)
+        )
         for row in shipments:
             await self._push_shipment(row)
-        return len(rows)
+        return len(stock) + len(shipments)
 
     async def _push_stock(self, rows: list[OutboxRow]) -> None:
         # Decide "not listed" only from a discovery that finished before this lookup: one that

@@ -139,15 +139,15 @@ def test_coalescing_keeps_one_pending_row_with_the_newest_value(h):
 def test_a_sale_does_not_inherit_a_paced_rows_wait_but_a_failing_row_keeps_its_backoff(h):
     h.drain()
     h("apply_order", order(oid="o1", lines=(("MUG", 1),), at=h.now))
-    [paced] = h.tx(lambda tx: tx.claim_due("woo", 10))
-    [failing] = h.tx(lambda tx: tx.claim_due("shop", 10))
+    [paced] = h.tx(lambda tx: tx.claim_due("woo", "stock", 10))
+    [failing] = h.tx(lambda tx: tx.claim_due("shop", "stock", 10))
     later = h.now + timedelta(hours=3)
     # The channel paces woo's listing (the attempt is given back); shop's push failed.
     h.tx(lambda tx: tx.retry_outbox(paced, "paced", later, count=False))
     h.tx(lambda tx: tx.retry_outbox(failing, "HTTP 503", later))
     h.now += timedelta(seconds=1)
     h("apply_order", order(oid="o2", lines=(("MUG", 1),), at=h.now))
-    rows = h.tx(lambda tx: tx.claim_due("woo", 10) + tx.claim_due("shop", 10))
+    rows = h.tx(lambda tx: tx.claim_due("woo", "stock", 10) + tx.claim_due("shop", "stock", 10))
     due = {row.channel: json.loads(row.value) for row in rows}
     assert due == {"woo": 18}  # the sale goes now; the connector may pace it again
 
@@ -329,7 +329,7 @@ def test_a_value_queued_behind_one_in_flight_expects_what_that_one_set(h):
     h.now += timedelta(minutes=1)
     h("apply_order", order(channel="woo", oid="W1", lines=(("MUG", 2),), created_at=h.now,
                            at=h.now))
-    (first,) = h.tx(lambda tx: tx.claim_due("shop", 10))
+    (first,) = h.tx(lambda tx: tx.claim_due("shop", "stock", 10))
     h("apply_order", order(channel="woo", oid="W2", lines=(("MUG", 2),), created_at=h.now,
                            at=h.now))
     assert h.pending("shop", "MUG") == [(16, 20)]
