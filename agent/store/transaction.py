@@ -559,6 +559,16 @@ class Tx:
         )
         return [replace(row, state="inflight", attempts=row.attempts + 1) for row in rows]
 
+    def expedite_outbox(self, channel: str) -> int:
+        """Make every pending row of `channel` due now (the channel recovered); returns how many
+        were waiting."""
+        now = iso(self.now())
+        return self.conn.execute(
+            "UPDATE outbox SET next_attempt_at = ? "
+            "WHERE channel = ? AND state = 'pending' AND next_attempt_at > ?",
+            (now, channel, now),
+        ).rowcount
+
     def retry_outbox(
         self, row: OutboxRow, error: str, next_attempt_at: datetime, *, count: bool = True
     ) -> str:

@@ -25,7 +25,7 @@ from agent.engine import Engine
 from agent.metrics import Metrics
 from agent.store import Store, Tx
 from agent.store.records import OutboxRow
-from agent.sync.health import ChannelHealth
+from agent.sync.health import ChannelHealth, State
 from connectors.base import (
     AuthError,
     Connector,
@@ -97,6 +97,7 @@ class OutboxPusher:
         self.wake = asyncio.Event()
         self._stopping = False
         self._claimed_unsettled = False
+        self._degraded_seen = False
         self._rng = random.Random()
 
     # -- the loop ------------------------------------------------------------------------------
@@ -108,6 +109,9 @@ class OutboxPusher:
             pushed = 0
             if self.health.can_call:
                 try:
+                    if self._recovered():
+                        # What waited out the outage goes now, not when its backoff ends.
+                        await self.store.submit(lambda tx: tx.expedite_outbox(self.channel))
                     if self._claimed_unsettled:
                         # A failed cycle may have left its claimed rows in flight (the store took
                         # the claim, then refused the outcome: a full disk). Nothing else pushes
@@ -124,6 +128,13 @@ class OutboxPusher:
                     await asyncio.sleep(IDLE_CHECK.total_seconds())
             if pushed == 0:
                 await self._idle()
+
+    def _recovered(self) -> bool:
+        """Whether the channel came back from degraded since the last look."""
+        state = self.health.state
+        recovered = self._degraded_seen and state == State.OK
+        self._degraded_seen = state == State.DEGRADED
+        return recovered
 
     def stop(self) -> None:
         """Finish the batch in hand, then stop."""
@@ -238,6 +249,20 @@ class OutboxPusher:
             results = [(r, PushResult(r.key, PushOutcome.PERMANENT, str(exc))) for r in rows]
         else:
             self.health.failed("push", exc)
+            if self.health.state == State.DEGRADED:
+                # Every call to the channel fails (an outage), not these rows: their attempts
+                # are kept for failures of their own, or a long outage would dead-letter them.
+                # They back off with the channel's run of failures and go again as soon as it
+                # recovers (see run).
+                wait = self.retry.delay(self.health.failures, self._rng)
+                await self.store.submit(
+                    lambda tx: self._requeue(tx, rows, wait, uncount=True, error=str(exc))
+                )
+                for row in rows:
+                    self.metrics.pushes.labels(self.channel, row.kind, "retry").inc()
+                log.warning("pushes wait for the channel to recover", rows=len(rows),
+                            delay_s=round(wait.total_seconds(), 1), error=str(exc))
+                return
             results = [(r, PushResult(r.key, PushOutcome.RETRY, str(exc))) for r in rows]
         await self._apply_results(results)
 
@@ -361,8 +386,10 @@ class OutboxPusher:
                 self._requeue(tx, [row], AWAIT_DISCOVERY, uncount=True)
 
     def _requeue(
-        self, tx: Tx, rows: Sequence[OutboxRow], wait: timedelta, *, uncount: bool
+        self, tx: Tx, rows: Sequence[OutboxRow], wait: timedelta, *, uncount: bool,
+        error: str | None = None,
     ) -> None:
         for row in rows:
-            tx.retry_outbox(row, row.last_error or "waiting", tx.now() + wait, count=not uncount)
+            reason = error or row.last_error or "waiting"
+            tx.retry_outbox(row, reason, tx.now() + wait, count=not uncount)
 
