@@ -198,8 +198,9 @@ class Shop:
 # -- convergence ----------------------------------------------------------------------------------
 
 
-async def behind(world: World, shop: Shop) -> list[str]:
-    """Why the stores have not converged yet (empty once they have): nothing lost, nothing twice."""
+async def behind(world: World, shop: Shop, *, stock_only: bool = False) -> list[str]:
+    """Why the stores have not converged yet (empty once they have): nothing lost, nothing twice.
+    With `stock_only`, only whether every store shows the sold-through stock: no oversell."""
     reasons: list[str] = []
     status = await world.status()
     expected = shop.ledger.expected_published()
@@ -207,7 +208,7 @@ async def behind(world: World, shop: Shop) -> list[str]:
     stored = world.read(stored_order_ids)
     for name, channel in world.channels.items():
         state = status["channels"][name]
-        if state["state"] != "ok" or state["outbox"]["depth"]:
+        if not stock_only and (state["state"] != "ok" or state["outbox"]["depth"]):
             reasons.append(f"{name}: {state['state']}, outbox {state['outbox']['depth']}")
         wanted = published.get(name, {})
         wrong = {s: (wanted.get(s), expected[s]) for s in expected if wanted.get(s) != expected[s]}
@@ -218,6 +219,8 @@ async def behind(world: World, shop: Shop) -> list[str]:
         off = {s: (shown.get(s), wanted.get(s)) for s in expected if shown.get(s) != wanted.get(s)}
         if off:
             reasons.append(f"{name}: shows != published {dict(list(off.items())[:3])}")
+        if stock_only:
+            continue
         truth = channel.sandbox.truth()
         missing = set(truth["orders"]) - stored.get(name, set())
         if missing:
@@ -227,6 +230,8 @@ async def behind(world: World, shop: Shop) -> list[str]:
                 if p.channel == name and (p.order_id, p.tracking_number) not in on_channel]
         if lost:
             reasons.append(f"{name}: shipments not on the channel {lost[:5]}")
+    if stock_only:
+        return reasons
     twice = world.read(lambda conn: conn.execute(
         "SELECT channel, external_id FROM orders GROUP BY channel, external_id "
         "HAVING count(*) > 1").fetchall())
@@ -235,17 +240,21 @@ async def behind(world: World, shop: Shop) -> list[str]:
     return reasons
 
 
-async def converge(world: World, shop: Shop, *, timeout: float) -> float:
-    """Seconds until every store converged; AssertionError naming what is behind at the deadline."""
+async def converge(
+    world: World, shop: Shop, *, timeout: float, stock_only: bool = False
+) -> float:
+    """Seconds until every store converged (with `stock_only`: shows the sold-through stock);
+    AssertionError naming what is behind at the deadline."""
     start = time.monotonic()
     last: list[str] = []
 
     async def done() -> bool:
-        last[:] = await behind(world, shop)
+        last[:] = await behind(world, shop, stock_only=stock_only)
         return not last
 
+    what = "every store to show the sold-through stock" if stock_only else "every store to converge"
     try:
-        await world.wait_for(done, timeout=timeout, every=0.5, what="every store to converge")
+        await world.wait_for(done, timeout=timeout, every=0.5, what=what)
     except TimeoutError as exc:
         raise AssertionError(f"{exc}: {'; '.join(last)}") from exc
     return time.monotonic() - start
