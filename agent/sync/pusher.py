@@ -46,6 +46,8 @@ log = structlog.get_logger("storesync.pusher")
 IDLE_CHECK = timedelta(seconds=1)
 # An unlisted SKU is retried this soon while listing discovery has not run yet.
 AWAIT_DISCOVERY = timedelta(seconds=5)
+# 2**40 times even a millisecond is 35 years: past any cap.
+MAX_DOUBLINGS = 40
 # Shipments pushed between two looks at the stock queue.
 SHIPMENTS_PER_CYCLE = 4
 # Outcomes that put the row back for later: nothing new to push at once.
@@ -61,8 +63,10 @@ class RetryRules:
     cap: timedelta
 
     def delay(self, attempts: int, rng: random.Random) -> timedelta:
-        """Exponential backoff with jitter: base, 2x, 4x ... up to cap, each times 0.5 to 1."""
-        raw = min(self.base * (2 ** max(attempts - 1, 0)), self.cap)
+        """Exponential backoff with jitter: base, 2x, 4x ... up to cap, each times 0.5 to 1.
+        `attempts` may be a channel's whole run of failures in an outage (hundreds): the
+        doubling stops long before it could overflow."""
+        raw = min(self.base * (2 ** min(max(attempts - 1, 0), MAX_DOUBLINGS)), self.cap)
         return raw * (0.5 + rng.random() / 2)
 
 

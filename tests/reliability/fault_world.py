@@ -6,6 +6,7 @@ fault tests assert on (request logs, converged stores, credential rotation).
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import secrets
 import signal
@@ -258,6 +259,20 @@ async def converge(
     except TimeoutError as exc:
         raise AssertionError(f"{exc}: {'; '.join(last)}") from exc
     return time.monotonic() - start
+
+
+def tracebacks(world: World) -> list[str]:
+    """Events the agent logged with a traceback: an error no code path expected (a fault the
+    agent meets, however harsh, is logged as what it is, without one)."""
+    found = []
+    for line in (world.dir / "agent.log").read_text(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and "exception" in event:
+            found.append(f"{event.get('event')}: {event.get('error', '')}"[:200])
+    return found
 
 
 # -- request logs ---------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ from tests.reliability.fault_world import (
     start_world,
     storm_429s,
     storm_bound,
+    tracebacks,
 )
 from tests.reliability.scale import FULL, seconds, size
 
@@ -193,6 +194,8 @@ async def test_a_channel_fault_loses_nothing(shop: Shop, fault: str, target: str
     # Nothing set aside: every fault here is the store's, not a push's, so none is a dead letter.
     dead = {n: c["outbox"]["dead"] for n, c in (await world.status())["channels"].items()}
     assert set(dead.values()) == {0}, f"dead letters: {dead}"
+    crashed = tracebacks(world)
+    assert not crashed, f"the agent logged {len(crashed)} tracebacks: {crashed[:3]}"
     # Healthy stores' orders were heard as promptly as ever, whatever the sick one did.
     lags = hearing_lags(world, healthy, since)
     assert all(lag <= PROMPT_S for lag in lags.values()), f"orders heard late: {lags}"
