@@ -193,10 +193,14 @@ def test_outbox_and_channels_show_dead_letters_and_a_retry_clears_them(world):
     wait_until(lambda: world.cli("channels", code=None).returncode == 0,
                what="every channel ok")
 
-    # The market goes down while a shipment waits: two attempts, then a dead letter.
+    # The market goes down while a shipment waits (an outage dead-letters nothing), then it
+    # refuses the shipment itself (400): a dead letter.
     order = world.place(world.market, {"CAP": 1})
     world.market.faults(outage=True)
     world.cli("ship", order, "--channel", "market", "--carrier", "UPS", "--tracking", "1ZDEAD")
+    wait_until(lambda: world.json("channels", code=None)["channels"]["market"]["state"]
+               == "degraded", what="the market to be degraded by the outage")
+    world.market.faults(outage=False, error_rate=1.0, error_status=400)
     dead = wait_until(
         lambda: [r for r in world.json("outbox", "--dead", code=None)["rows"]
                  if r["kind"] == "shipment"],
@@ -215,7 +219,7 @@ def test_outbox_and_channels_show_dead_letters_and_a_retry_clears_them(world):
 
     # Retrying a row that is not dead is refused (1); an unknown row is a usage error (2).
     world.cli("outbox", "--retry", "999999", code=2)
-    world.market.faults(outage=False)
+    world.market.faults(error_rate=0.0)
     answer = world.json("outbox", "--retry", str(row["id"]))
     assert answer["outcome"] == "retried"
     wait_until(lambda: tracking_on(world.market, "1ZDEAD"), what="the retried shipment")

@@ -96,12 +96,14 @@ def test_the_dashboard_shows_live_state_on_desktop_and_phone(agent, tmp_path: Pa
             assert "TEE" in page.inner_text("#risk")
             save(page, tmp_path, "dashboard-healthy")
 
-            # An outage on the other store: its card turns degraded, no reload needed. A stock
-            # change queued meanwhile gives up after two attempts: a dead letter.
+            # An outage on the other store: its card turns degraded, no reload needed, and a
+            # stock change queued meanwhile waits (an outage dead-letters nothing). Then the
+            # store refuses the change itself (400): a dead letter.
             market.faults(outage=True)
             daemon.set_stock("CAP", 7)
             page.wait_for_selector('[data-channel="market"] [data-state="degraded"]',
                                    timeout=WAIT_MS)
+            market.faults(outage=False, error_rate=1.0, error_status=400)
             wait_until(lambda: daemon.status()["channels"]["market"]["outbox"]["dead"] >= 1,
                        timeout=30, what="a dead letter on market")
             page.wait_for_function(
@@ -109,8 +111,8 @@ def test_the_dashboard_shows_live_state_on_desktop_and_phone(agent, tmp_path: Pa
                 timeout=WAIT_MS)
             save(page, tmp_path, "dashboard-degraded")
 
-            # The outage ends; the retry button, with the token typed in, sends it again.
-            market.faults(outage=False)
+            # The store takes it again; the retry button, with the token typed in, sends it.
+            market.faults(error_rate=0.0)
             page.fill("#token", daemon.ops_token)
             page.click("#retry")
             page.wait_for_function(
