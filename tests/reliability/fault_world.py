@@ -261,17 +261,25 @@ async def converge(
     return time.monotonic() - start
 
 
-def tracebacks(world: World) -> list[str]:
-    """Events the agent logged with a traceback: an error no code path expected (a fault the
-    agent meets, however harsh, is logged as what it is, without one)."""
+def log_size(world: World) -> int:
+    """Where the agent's log ends now: `tracebacks` reads on from here."""
+    return (world.dir / "agent.log").stat().st_size
+
+
+def tracebacks(world: World, since: int) -> list[str]:
+    """Events the agent logged with a traceback after byte `since` of its log: an error no code
+    path expected (a fault the agent meets, however harsh, is logged as what it is, without
+    one)."""
     found = []
-    for line in (world.dir / "agent.log").read_text(errors="replace").splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and "exception" in event:
-            found.append(f"{event.get('event')}: {event.get('error', '')}"[:200])
+    with (world.dir / "agent.log").open("rb") as log:
+        log.seek(since)
+        for line in log:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and "exception" in event:
+                found.append(f"{event.get('event')}: {event.get('error', '')}"[:200])
     return found
 
 

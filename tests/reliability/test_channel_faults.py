@@ -46,6 +46,7 @@ from tests.reliability.fault_world import (
     converge,
     early_after_storm_429,
     hearing_lags,
+    log_size,
     reload_with_key,
     requests_since,
     rotate_credentials,
@@ -135,6 +136,7 @@ async def test_a_channel_fault_loses_nothing(shop: Shop, fault: str, target: str
     seed = 100 + FAULTS.index(fault) * 10 + (len(STORE_KINDS) if target == ALL else
                                             STORE_KINDS.index(target))
     since = time.time()
+    log_start = log_size(world)
     window = OUTAGE_S if fault == "outage" else FAULT_S
     injected: dict[str, Counter[str]] = {}
     keys: dict[str, str] = {}
@@ -194,7 +196,7 @@ async def test_a_channel_fault_loses_nothing(shop: Shop, fault: str, target: str
     # Nothing set aside: every fault here is the store's, not a push's, so none is a dead letter.
     dead = {n: c["outbox"]["dead"] for n, c in (await world.status())["channels"].items()}
     assert set(dead.values()) == {0}, f"dead letters: {dead}"
-    crashed = tracebacks(world)
+    crashed = tracebacks(world, log_start)
     assert not crashed, f"the agent logged {len(crashed)} tracebacks: {crashed[:3]}"
     # Healthy stores' orders were heard as promptly as ever, whatever the sick one did.
     lags = hearing_lags(world, healthy, since)
