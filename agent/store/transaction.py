@@ -23,10 +23,10 @@ def _opt_time(text: str | None) -> datetime | None:
     return parse_iso(text) if text else None
 
 
-# A pending row for the same (channel, kind, key) takes the newer value. A row the channel asked
-# to wait (a paced eBay listing: no failed attempt) is due again at once for a new value, so the
-# connector decides afresh: a sale must not inherit a restock's wait. A row backing off after
-# failures keeps its backoff.
+# A pending row for the same (channel, kind, key) takes the newer value. A row waiting with no
+# failed attempt of its own (an eBay listing paced, or a channel in an outage) is due again at
+# once for a new value, so the connector decides afresh: a sale must not inherit a restock's
+# wait. A row backing off after failures of its own keeps its backoff.
 _ENQUEUE = (
     "INSERT INTO outbox (channel, kind, key, value, expected, state, next_attempt_at, "
     "created_at, updated_at, queued_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) "
