@@ -1,13 +1,11 @@
 """The Amazon connector: the `Connector` protocol over the Selling Partner API.
 
 Orders. `getOrders` with `LastUpdatedAfter` and `LastUpdatedBefore` (reference/channel-apis.md
-3.2): Amazon refuses a Before later than two minutes ago, so every run reads a closed window
+3.2): Amazon refuses a Before later than two minutes ago, so every run reads closed windows
 [after, before] with `before = now - settle`, and `NextToken` pages go out with the same filters
-again ("NextToken doesn't affect any filters", ordersV0.json). The cursor storesync commits is
-JSON, `{"since": ISO, "after": ISO|null, "before": ISO|null, "next": token|null}`: mid-run it
-holds the window and the next page's token, so a resumed run reads exactly the pages not yet
-committed; the run's last page moves `since` to the window's `before` (everything updated up to
-then is visible by Amazon's own rule); each run reads from `since` minus the look-back. Every
+again ("NextToken doesn't affect any filters", ordersV0.json). Which windows, and the JSON
+cursor that says where a run stands (a resumed run reads exactly the pages not yet committed):
+poll_window.py; it reads the look-back apart from the fresh window, to spare getOrders. Every
 order costs one or more `getOrderItems` calls (0.5 rps, burst 30): that, not getOrders, sets how
 fast a flash sale comes in.
 
@@ -46,10 +44,10 @@ from connectors.amazon.client import (
     LWA_URL,
     AmazonClient,
     format_time,
-    parse_time,
 )
 from connectors.amazon.limits import UsagePlans
 from connectors.amazon.orders import build_order
+from connectors.amazon.poll_window import Marks, Window
 from connectors.base import (
     AuthError,
     Capabilities,
@@ -124,16 +122,6 @@ _DEFAULT_TIMEOUTS = Timeouts()
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class _Window:
-    """One run's read of getOrders: the filters every page resends, and where it is."""
-
-    since: datetime  # the watermark this run started from (before the look-back)
-    after: datetime
-    before: datetime
-    next_token: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,13 +226,29 @@ class AmazonConnector:
         With `since`, read everything updated from that moment instead (a reconcile sweep).
         """
         if since is not None:
-            window = self._new_window(since.astimezone(UTC), lookback=False)
+            marks = Marks.start(since)
+            windows = marks.plan(self._clock() - self._settle, timedelta(0))
         else:
-            window = self._read_cursor(cursor)
-        if window.before < window.after:
-            # Polled again within `settle` of the last window's end: nothing can be read yet.
-            yield OrderPage((), _write_cursor(window.since), done=True)
+            marks = self._read_cursor(cursor)
+            if marks.window is not None:  # resume the read a crash or an error cut short
+                windows = [marks.window]
+            else:
+                windows = marks.plan(self._clock() - self._settle, self._lookback)
+        if not windows:
+            yield OrderPage((), marks.cursor(), done=True)
             return
+        for n, window in enumerate(windows, start=1):
+            async for orders, token in self._read_window(window):
+                if token is None:
+                    marks = marks.finished(window, self._lookback)
+                    yield OrderPage(orders, marks.cursor(), done=n == len(windows))
+                else:
+                    yield OrderPage(orders, marks.reading(window, token).cursor(), done=False)
+
+    async def _read_window(
+        self, window: Window
+    ) -> AsyncIterator[tuple[tuple[ChannelOrder, ...], str | None]]:
+        """Each page of one getOrders window with the next page's token (None: the last)."""
         token = window.next_token
         restarted = False
         while True:
@@ -265,34 +269,19 @@ class AmazonConnector:
             token = payload.get("NextToken") or None
             if not isinstance(token, str | None):
                 raise RetryableError(f"{self.name}: getOrders answered a NextToken not a string")
+            yield orders, token
             if token is None:
-                yield OrderPage(orders, _write_cursor(window.before), done=True)
                 return
-            yield OrderPage(orders, _write_cursor(window.since, window, token), done=False)
 
-    def _new_window(self, since: datetime, *, lookback: bool = True) -> _Window:
-        after = since - self._lookback if lookback else since
-        before = self._clock() - self._settle
-        # Amazon prints whole seconds: after rounds down and before too, so neither edge loses
-        # an order stamped within that second (both edges are inclusive).
-        return _Window(since, _floor(after), _floor(before), None)
-
-    def _read_cursor(self, cursor: str | None) -> _Window:
+    def _read_cursor(self, cursor: str | None) -> Marks:
         if cursor is None:
-            return self._new_window(self._clock() - self._first_window, lookback=False)
+            return Marks.start(self._clock() - self._first_window)
         try:
-            data = json.loads(cursor)
-            since = parse_time(data["since"])
-            token = data.get("next")
-            if token is None:
-                return self._new_window(since)
-            if not isinstance(token, str):
-                raise ValueError("next is not a string")
-            return _Window(since, parse_time(data["after"]), parse_time(data["before"]), token)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return Marks.parse(cursor, self._lookback)
+        except ValueError as exc:
             raise PermanentError(f"{self.name}: unreadable orders cursor {cursor!r}") from exc
 
-    def _order_params(self, window: _Window, token: str | None) -> list[tuple[str, str | int]]:
+    def _order_params(self, window: Window, token: str | None) -> list[tuple[str, str | int]]:
         params: list[tuple[str, str | int]] = [
             ("MarketplaceIds", ",".join(self.marketplace_ids)),
             ("LastUpdatedAfter", format_time(window.after)),
@@ -765,21 +754,6 @@ class AmazonConnector:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def _floor(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(microsecond=0)
-
-
-def _write_cursor(since: datetime, window: _Window | None = None, token: str | None = None) -> str:
-    return json.dumps(
-        {
-            "since": format_time(since),
-            "after": format_time(window.after) if window else None,
-            "before": format_time(window.before) if window else None,
-            "next": token,
-        }
-    )
 
 
 def _summary(item: Any, marketplace_ids: Sequence[str]) -> dict[str, Any]:

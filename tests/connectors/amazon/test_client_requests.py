@@ -294,8 +294,10 @@ async def test_get_orders_sends_a_closed_window_and_resends_it_with_next_token(
     assert [page.done for page in pages] == [False, True]
     assert json.loads(pages[0].cursor) == {
         "since": "2026-03-01T09:00:00Z",
+        "checked": "2026-03-01T08:55:00Z",  # a cursor from before `checked`: since - look-back
         "after": "2026-03-01T08:55:00Z",
         "before": "2026-03-01T11:58:30Z",
+        "late": False,
         "next": token,
     }
     assert json.loads(pages[1].cursor)["since"] == "2026-03-01T11:58:30Z"
