@@ -334,8 +334,17 @@ def early_after_storm_429(records: Sequence[RequestRecord], retry_after: float) 
 
 
 def storm_429s(records: Iterable[RequestRecord]) -> Counter[str]:
-    """Storm 429s by the scope they paused."""
-    return Counter(r.scope for r in records if r.fault == "storm")
+    """Storm 429s by the scope they paused, the requests already in flight when the storm
+    began (within IN_FLIGHT_S of the scope's first storm 429) counted once: a poll, a sweep
+    and a push sent together all meet the storm's first moment, and no client can know it
+    is coming."""
+    first: dict[str, float] = {}
+    counted: Counter[str] = Counter()
+    for record in sorted((r for r in records if r.fault == "storm"), key=lambda r: r.at):
+        start = first.setdefault(record.scope, record.at)
+        if record.at == start or record.at - start > IN_FLIGHT_S:
+            counted[record.scope] += 1
+    return counted
 
 
 def storm_bound(storm_s: float, retry_after: float) -> int:
