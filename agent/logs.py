@@ -61,18 +61,25 @@ def wants_json(log_format: str) -> bool:
 
 
 def configure_logging(log_format: str, log_level: str, redactor: Redactor) -> None:
-    """Set up structlog (and the stdlib loggers of our libraries) for the daemon."""
+    """Set up structlog, and the stdlib loggers of our libraries, for the daemon.
+
+    Both go through the same processors: a line from APScheduler or aiohttp is JSON with a
+    level and a timestamp like ours, and passes the redactor too.
+    """
     level = getattr(logging, log_level.upper())
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if wants_json(log_format)
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    stamp: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *stamp,
             structlog.processors.format_exc_info,
             redactor,
             renderer,
@@ -81,7 +88,35 @@ def configure_logging(log_format: str, log_level: str, redactor: Redactor) -> No
         logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*stamp, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redactor,
+                renderer,
+            ],
+        )
+    )
+    handler.addFilter(quiet_skipped_runs)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
     # Library chatter (aiohttp access logs, httpx request lines) stays out unless debugging.
-    logging.basicConfig(level=max(level, logging.WARNING), stream=sys.stderr, format="%(message)s")
+    root.setLevel(max(level, logging.WARNING))
     for noisy in ("aiohttp.access", "httpx", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def quiet_skipped_runs(record: logging.LogRecord) -> bool:
+    """Drop APScheduler's warning that a job's turn came while its last run was still going.
+
+    That is how a slow poll is meant to behave (the next run starts at the next turn after it
+    ends), not something for ops to act on; it would otherwise fill the log every 2 seconds
+    while a channel is slow.
+    """
+    return not (
+        record.name.startswith("apscheduler")
+        and "maximum number of running instances" in str(record.msg)
+    )

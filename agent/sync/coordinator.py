@@ -65,6 +65,8 @@ class ChannelCoordinator:
         self._listings: list[ListingRef] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._job_ids: list[str] = []
+        self._running: set[asyncio.Task[Any]] = set()  # scheduled jobs in progress
+        self._stopping = False
         self.pusher: OutboxPusher | None = None
         if connector is not None:
             self.pusher = OutboxPusher(
@@ -105,26 +107,40 @@ class ChannelCoordinator:
         self, job: str, fn: Callable[[], Awaitable[None]]
     ) -> Callable[[], Coroutine[Any, Any, None]]:
         """`fn`, with a store that cannot write (full disk, read-only file) logged as one JSON
-        line instead of a scheduler traceback: the job runs again at its next interval."""
+        line instead of a scheduler traceback: the job runs again at its next interval. A run
+        that `stop` cuts short ends quietly: being stopped is not the job's failure."""
 
         async def guarded() -> None:
+            task = asyncio.current_task()
+            if self._stopping or task is None:
+                return
+            self._running.add(task)
             try:
                 await fn()
             except sqlite3.Error as exc:
                 log.error("job could not write to the store; it runs again later",
                           channel=self.name, job=job, error=f"{type(exc).__name__}: {exc}")
+            except asyncio.CancelledError:
+                if not self._stopping:
+                    raise
+                log.info("job cut short by stop", channel=self.name, job=job)
+            finally:
+                self._running.discard(task)
 
         return guarded
 
     async def stop(self, scheduler: AsyncIOScheduler, drain: timedelta) -> None:
-        """Unschedule, let the pusher finish its batch within `drain`, close the connector."""
+        """Unschedule; let the pusher finish its batch and running jobs their page within
+        `drain`, then cancel what is left; close the connector."""
+        self._stopping = True
         for job_id in self._job_ids:
             if scheduler.get_job(job_id):
                 scheduler.remove_job(job_id)
         if self.pusher is not None:
             self.pusher.stop()
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=drain.total_seconds())
+        busy = [*self._tasks, *self._running]
+        if busy:
+            _, pending = await asyncio.wait(busy, timeout=drain.total_seconds())
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)

@@ -187,6 +187,7 @@ class SandboxBase:
         # seeded run produces.
         self._ids = random.Random(seed)
         self.requests: deque[RequestRecord] = deque(maxlen=request_log_size)
+        self.in_flight = 0  # API requests arrived and not yet answered (the log has them after)
         self.route_counts: Counter[str] = Counter()
         self.status_counts: Counter[str] = Counter()
         self.exchanges = ExchangeRecorder(record=record_exchanges, limit=exchange_log_size)
@@ -286,9 +287,10 @@ class SandboxBase:
         }
 
     def request_stats(self) -> dict[str, Any]:
-        """Request totals by route and by status."""
+        """Request totals by route and by status, and how many are being answered now."""
         return {
             "total": sum(self.route_counts.values()),
+            "in_flight": self.in_flight,
             "by_route": dict(self.route_counts),
             "by_status": dict(self.status_counts),
         }
@@ -338,6 +340,7 @@ class SandboxBase:
         # Stamped on arrival: "when did the request reach the channel" is what tests ask.
         arrived = self.clock.now().timestamp()
         status: int | None = 500
+        self.in_flight += 1
         try:
             response = await handler(request)
             status = response.status
@@ -346,6 +349,7 @@ class SandboxBase:
             status = exc.status
             raise
         finally:
+            self.in_flight -= 1
             fault = request.get(FAULT_KEY)
             if fault in _NO_ANSWER:
                 status = None

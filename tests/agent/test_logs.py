@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 
+import pytest
 import structlog
 
-from agent.logs import MASK, Redactor
+from agent.logs import MASK, Redactor, configure_logging
 
 
 def render(redactor: Redactor, **fields) -> dict:
@@ -40,3 +42,45 @@ def test_reloaded_secrets_replace_old_ones():
     redactor = Redactor(["old-secret"])
     redactor.set_secrets(["new-secret"])
     assert redactor.redact("old-secret new-secret") == f"old-secret {MASK}"
+
+
+@pytest.fixture
+def daemon_logging():
+    """configure_logging as the daemon calls it; the global logging state restored after."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    yield lambda secrets=(): configure_logging("json", "info", Redactor(secrets))
+    root.handlers[:], level = saved
+    root.setLevel(level)
+    structlog.reset_defaults()
+
+
+def lines(err: str) -> list[dict]:
+    return [json.loads(line) for line in err.splitlines() if line.strip()]
+
+
+def test_library_lines_are_json_and_redacted_like_ours(daemon_logging, capsys):
+    daemon_logging(["lib-s3cr3t"])
+    try:
+        raise ValueError("refused lib-s3cr3t")
+    except ValueError:
+        logging.getLogger("aiohttp.server").exception("Error handling request for lib-s3cr3t")
+    structlog.get_logger().warning("ours", error="lib-s3cr3t")
+    err = capsys.readouterr().err
+    assert "lib-s3cr3t" not in err
+    library, ours = lines(err)
+    assert library["level"] == "error" and library["logger"] == "aiohttp.server"
+    assert library["event"] == f"Error handling request for {MASK}" and "timestamp" in library
+    assert f"ValueError: refused {MASK}" in library["exception"]
+    assert ours["event"] == "ours" and ours["error"] == MASK
+
+
+def test_a_job_still_running_at_its_next_turn_is_not_logged(daemon_logging, capsys):
+    daemon_logging()
+    scheduler = logging.getLogger("apscheduler.scheduler")
+    scheduler.warning('Execution of job "%s" skipped: maximum number of running instances '
+                      "reached (%d)", "shopify:poll", 1)
+    scheduler.warning('Run time of job "%s" was missed by %s', "shopify:poll", "0:01:02")
+    (missed,) = lines(capsys.readouterr().err)
+    assert missed["event"] == 'Run time of job "shopify:poll" was missed by 0:01:02'
+    assert missed["level"] == "warning"

@@ -177,6 +177,26 @@ def test_sigterm_under_load_exits_0_and_loses_no_acknowledged_webhook(daemon, sh
     )
 
 
+def test_sigterm_during_a_slow_poll_ends_it_quietly_within_the_drain(stocked, shop):
+    """A poll still waiting on the channel at SIGTERM is cut short at the drain bound: exit 0,
+    and every log line stays one JSON object (no scheduler traceback, no bare library line)."""
+    daemon = stocked(sync_toml='drain_timeout = "1s"')
+    shop.faults(latency_s=60)  # every call now hangs far past the drain
+    wait_until(lambda: shop.state()["requests"]["in_flight"] > 0, what="a call to the shop")
+    started = time.monotonic()
+    code = daemon.stop()
+    elapsed = time.monotonic() - started
+    shop.faults(latency_s=0)
+    assert code == 0, daemon.log()[-2000:]
+    assert elapsed < 15, f"stop took {elapsed:.1f} s with a 1 s drain"
+    lines = [line for line in daemon.log().splitlines() if line.strip()]
+    not_json = [line for line in lines if not line.startswith("{")]
+    assert not not_json, not_json[:5]
+    events = [json.loads(line) for line in lines]
+    assert not [e for e in events if "exception" in e or "Traceback" in e.get("event", "")]
+    assert events[-1]["event"] == "stopped"
+
+
 def test_sighup_with_a_broken_config_keeps_running_and_says_why(daemon, shop):
     good = daemon.config.read_text()
     daemon.config.write_text(good + "\n[stock]\nbuffer = -3\n")
