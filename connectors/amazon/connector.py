@@ -31,7 +31,7 @@ import json
 import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -238,18 +238,26 @@ class AmazonConnector:
             yield OrderPage((), marks.cursor(), done=True)
             return
         for n, window in enumerate(windows, start=1):
-            async for orders, token in self._read_window(window):
-                if token is None:
+            async for orders, resume in self._read_window(window):
+                if resume is None:
                     marks = marks.finished(window, self._lookback)
                     yield OrderPage(orders, marks.cursor(), done=n == len(windows))
                 else:
-                    yield OrderPage(orders, marks.reading(window, token).cursor(), done=False)
+                    yield OrderPage(orders, marks.reading(resume).cursor(), done=False)
 
     async def _read_window(
         self, window: Window
-    ) -> AsyncIterator[tuple[tuple[ChannelOrder, ...], str | None]]:
-        """Each page of one getOrders window with the next page's token (None: the last)."""
-        token = window.next_token
+    ) -> AsyncIterator[tuple[tuple[ChannelOrder, ...], Window | None]]:
+        """The orders of one getOrders window, each batch with where to resume after it
+        (None: the window is finished).
+
+        Orders come as soon as their items are in, not a page at a time: getOrderItems is one
+        call per order (0.5 a second on the default plan), so a page of 100 new orders after an
+        outage would otherwise hold the first one back for minutes. Part-way through a page,
+        the place to resume is that page's token and the orders of it already committed.
+        """
+        token, skip = window.next_token, set(window.seen)
+        seen = list(window.seen)
         restarted = False
         while True:
             try:
@@ -260,18 +268,29 @@ class AmazonConnector:
                 # A NextToken Amazon no longer takes (they expire): read the window again from
                 # its start; orders already committed come again and dedupe drops them.
                 log.warning("getOrders refused a NextToken; re-reading the window", error=str(exc))
-                token, restarted = None, True
+                token, seen, restarted = None, [], True
                 continue
             raw_orders = payload.get("Orders")
             if not isinstance(raw_orders, list):
                 raise RetryableError(f"{self.name}: getOrders answered no Orders list")
-            orders = tuple([await self._complete(order) for order in raw_orders])
-            token = payload.get("NextToken") or None
-            if not isinstance(token, str | None):
+            next_token = payload.get("NextToken") or None
+            if not isinstance(next_token, str | None):
                 raise RetryableError(f"{self.name}: getOrders answered a NextToken not a string")
-            yield orders, token
-            if token is None:
+            ready: list[ChannelOrder] = []
+            for i, raw in enumerate(raw_orders, start=1):
+                if isinstance(raw, dict) and raw.get("AmazonOrderId") in skip:
+                    continue  # committed before the poll that read this page was cut short
+                fetched = not self._has_items(raw)
+                ready.append(await self._complete(raw))
+                seen.append(ready[-1].external_id)
+                if fetched and i < len(raw_orders):
+                    yield tuple(ready), replace(window, next_token=token, seen=tuple(seen))
+                    ready = []
+            if next_token is None:
+                yield tuple(ready), None
                 return
+            yield tuple(ready), replace(window, next_token=next_token, seen=())
+            token, skip, seen = next_token, set(), []
 
     def _read_cursor(self, cursor: str | None) -> Marks:
         if cursor is None:
@@ -291,6 +310,13 @@ class AmazonConnector:
         if token is not None:
             params.append(("NextToken", token))
         return params
+
+    def _has_items(self, order: Any) -> bool:
+        """Whether this version of `order` has its items at hand (no getOrderItems call)."""
+        if not isinstance(order, dict):
+            return False
+        version = (str(order.get("AmazonOrderId")), str(order.get("LastUpdateDate", "")))
+        return version in self._items
 
     async def _complete(self, order: Any) -> ChannelOrder:
         """An Order with every one of its items (getOrderItems pages by NextToken)."""

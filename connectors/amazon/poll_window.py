@@ -14,11 +14,12 @@ spans a quarter of the look-back (and at least two polls' worth).
 When the look-back is no longer than the poll's own window (a short look-back, a long gap
 after an outage, the first poll), one window covers both.
 
-The cursor is JSON: `{"since", "checked", "after", "before", "late", "next"}`. `since`: every
-order updated before it has been read once; `checked`: and read again a look-back later.
-Mid-read it also holds the window and the next page's token, so a resumed poll reads only the
-pages not yet committed. A cursor written before `checked` existed reads as
-`checked = since - look-back`, which is where that version's next poll would have started.
+The cursor is JSON: `{"since", "checked", "after", "before", "late", "next", "seen"}`. `since`:
+every order updated before it has been read once; `checked`: and read again a look-back later.
+Mid-read it also holds the window, the token of the page being read (null: the window's first)
+and the orders of that page already committed, so a resumed poll reads only what is not. A
+cursor written before `checked` existed reads as `checked = since - look-back`, which is where
+that version's next poll would have started.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class Window:
     after: datetime
     before: datetime
     late: bool = False  # the look-back read again, not the fresh read
-    next_token: str | None = None
+    next_token: str | None = None  # the page being read (None: the window's first)
+    seen: tuple[str, ...] = ()  # orders of that page already committed
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +67,15 @@ class Marks:
             since = parse_time(data["since"])
             checked = data.get("checked")
             marks = cls(since, parse_time(checked) if checked is not None else since - lookback)
-            token = data.get("next")
-            if token is None:
-                return marks
-            if not isinstance(token, str):
+            token, seen = data.get("next"), data.get("seen", [])
+            if not isinstance(token, str | None):
                 raise ValueError("next is not a string")
+            if token is None and data.get("after") is None:
+                return marks  # between polls
+            if not isinstance(seen, list) or not all(isinstance(i, str) for i in seen):
+                raise ValueError("seen is not a list of order ids")
             window = Window(parse_time(data["after"]), parse_time(data["before"]),
-                            bool(data.get("late", False)), token)
+                            bool(data.get("late", False)), token, tuple(seen))
             return replace(marks, window=window)
         except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
             raise ValueError(f"not an Amazon orders cursor: {exc}") from exc
@@ -100,9 +104,9 @@ class Marks:
             checked = max(checked, floor(window.before - lookback))
         return Marks(max(self.since, window.before), checked)
 
-    def reading(self, window: Window, token: str) -> Marks:
-        """The marks between two pages of `window`."""
-        return replace(self, window=replace(window, next_token=token))
+    def reading(self, window: Window) -> Marks:
+        """The marks part-way through `window` (its token and `seen` say where)."""
+        return replace(self, window=window)
 
     def cursor(self) -> str:
         """The JSON cursor committed with a page."""
@@ -115,6 +119,7 @@ class Marks:
                 "before": format_time(window.before) if window else None,
                 "late": window.late if window else False,
                 "next": window.next_token if window else None,
+                "seen": list(window.seen) if window else [],
             }
         )
 

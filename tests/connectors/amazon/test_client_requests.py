@@ -299,8 +299,46 @@ async def test_get_orders_sends_a_closed_window_and_resends_it_with_next_token(
         "before": "2026-03-01T11:58:30Z",
         "late": False,
         "next": token,
+        "seen": [],  # the page was read whole before it was committed
     }
     assert json.loads(pages[1].cursor)["since"] == "2026-03-01T11:58:30Z"
+
+
+async def test_each_order_comes_once_its_items_are_in_and_a_cut_short_page_resumes_past_it(
+    api: respx.MockRouter, time: FakeTime
+) -> None:
+    """After an outage a page holds orders whose items are all still to read, one call each:
+    each order comes (and commits) as soon as its own items are in, and a poll cut short
+    part-way through the page reads neither those orders nor their items again."""
+    token_route(api)
+    ids = ["111-0000001-0000001", "111-0000002-0000002"]
+    page = {"payload": {"Orders": [order_json(AmazonOrderId=i) for i in ids]}}
+    api.get(f"{API}/orders/v0/orders").mock(return_value=httpx.Response(200, json=page))
+    items = {
+        i: api.get(f"{API}/orders/v0/orders/{i}/orderItems").mock(
+            return_value=httpx.Response(200, json=items_json(("1", "MUG", 1, 0)))
+        )
+        for i in ids
+    }
+    cursor = json.dumps({"since": "2026-03-01T11:50:00Z"})
+    first = make(time)
+    try:
+        polled = aiter(first.fetch_orders(cursor))
+        batch = await anext(polled)
+        assert [o.external_id for o in batch.orders] == ids[:1] and not batch.done
+        assert items[ids[1]].call_count == 0, "the first order waited on the second's items"
+    finally:
+        await polled.aclose()
+        await first.aclose()
+    # The first batch committed; then the agent was killed. A new one resumes past it.
+    second = make(time)
+    try:
+        rest = [page async for page in second.fetch_orders(batch.cursor)]
+    finally:
+        await second.aclose()
+    assert [o.external_id for p in rest for o in p.orders] == ids[1:]
+    assert rest[-1].done
+    assert (items[ids[0]].call_count, items[ids[1]].call_count) == (1, 1)
 
 
 async def test_orders_map_amazon_statuses_items_and_fba(

@@ -119,10 +119,17 @@ def test_a_look_back_shorter_than_the_poll_is_read_with_it() -> None:
 
 def test_a_poll_cut_short_in_the_look_back_resumes_there() -> None:
     marks = Marks(since=at(12), checked=at(3))
-    cursor = marks.reading(Window(at(3), at(7), late=True), "token+1").cursor()
+    cursor = marks.reading(Window(at(3), at(7), late=True, next_token="token+1")).cursor()
     resumed = Marks.parse(cursor, LOOKBACK)
     assert resumed.window == Window(at(3), at(7), late=True, next_token="token+1")
     assert (resumed.since, resumed.checked) == (at(12), at(3))
+
+
+def test_a_poll_cut_short_inside_a_first_page_resumes_there_past_what_it_committed() -> None:
+    marks = Marks(since=at(12), checked=at(3))
+    cursor = marks.reading(Window(at(12), at(14), seen=("A-1", "A-2"))).cursor()
+    resumed = Marks.parse(cursor, LOOKBACK)
+    assert resumed.window == Window(at(12), at(14), next_token=None, seen=("A-1", "A-2"))
 
 
 @pytest.mark.parametrize("cursor", ["", "[]", '{"checked": null}', '{"since": "yesterday"}',
