@@ -36,8 +36,10 @@ CHANNEL_OPTIONS = {
     }
 }
 # Webhook stores converge within one reconcile interval; a polled store within one poll after
-# its orders settle (plus reading their items).
-CONVERGE_S = max(RECONCILE_S, AMAZON_POLL_S + AMAZON_SETTLE_S + 5) + 5
+# its orders settle, plus reading their items: getOrderItems is one call per order, a burst of
+# 30 then 0.5 a second on the default plan, so the last of ~50 Amazon orders waits ~40 s.
+AMAZON_ITEMS_S = 40
+CONVERGE_S = max(RECONCILE_S, AMAZON_POLL_S + AMAZON_SETTLE_S + AMAZON_ITEMS_S) + 5
 
 
 @pytest.fixture
