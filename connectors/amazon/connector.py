@@ -214,6 +214,7 @@ class AmazonConnector:
         # changed since is completed without another getOrderItems call (0.5 per second), which
         # is what keeps look-back re-reads and reconcile sweeps cheap.
         self._items: OrderedDict[tuple[str, str], list[dict[str, Any]]] = OrderedDict()
+        self._orders_per_s: float | None = None  # in the last poll's window read whole
         self._feed_skus: dict[str, dict[int, str]] = {}  # feed id -> messageId -> SKU
 
     # -- orders ------------------------------------------------------------------------------------
@@ -233,13 +234,19 @@ class AmazonConnector:
             if marks.window is not None:  # resume the read a crash or an error cut short
                 windows = [marks.window]
             else:
-                windows = marks.plan(self._clock() - self._settle, self._lookback)
+                windows = marks.plan(self._clock() - self._settle, self._lookback,
+                                     orders_per_s=self._orders_per_s, page_size=self._page_size)
         if not windows:
             yield OrderPage((), marks.cursor(), done=True)
             return
         for n, window in enumerate(windows, start=1):
+            read = 0
             async for orders, resume in self._read_window(window):
+                read += len(orders)
                 if resume is None:
+                    if since is None and not window.late and window.whole:
+                        seconds = (window.before - window.after).total_seconds()
+                        self._orders_per_s = read / max(seconds, 1.0)
                     marks = marks.finished(window, self._lookback)
                     yield OrderPage(orders, marks.cursor(), done=n == len(windows))
                 else:
@@ -313,17 +320,14 @@ class AmazonConnector:
 
     def _has_items(self, order: Any) -> bool:
         """Whether this version of `order` has its items at hand (no getOrderItems call)."""
-        if not isinstance(order, dict):
-            return False
-        version = (str(order.get("AmazonOrderId")), str(order.get("LastUpdateDate", "")))
-        return version in self._items
+        return isinstance(order, dict) and items_key(order) in self._items
 
     async def _complete(self, order: Any) -> ChannelOrder:
         """An Order with every one of its items (getOrderItems pages by NextToken)."""
         if not isinstance(order, dict) or not isinstance(order.get("AmazonOrderId"), str):
             raise RetryableError(f"{self.name}: an Order without an AmazonOrderId")
         order_id = order["AmazonOrderId"]
-        version = (order_id, str(order.get("LastUpdateDate", "")))
+        version = items_key(order)
         cached = self._items.get(version)
         if cached is not None:
             self._items.move_to_end(version)
@@ -895,3 +899,8 @@ def package_reference(shipment_id: str) -> str:
         return str(int(shipment_id))
     digest = hashlib.sha256(shipment_id.encode()).digest()
     return str(int.from_bytes(digest[:6], "big") + 1)  # at most 15 digits, stable
+
+
+def items_key(order: dict[str, Any]) -> tuple[str, str]:
+    """What an order's items are kept under: they change only with its LastUpdateDate."""
+    return str(order.get("AmazonOrderId")), str(order.get("LastUpdateDate", ""))

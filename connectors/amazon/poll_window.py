@@ -9,7 +9,9 @@ read the look-back again on every poll, and getOrders has the smallest budget of
 storesync makes (one a minute on the default plan). A busy seller's poll would then spend
 several pages on orders it already has, and fall behind. So an Amazon poll reads its fresh
 window, and the look-back separately, in slices: the aged part not yet read again, once it
-spans a quarter of the look-back (and at least two polls' worth).
+spans a quarter of the look-back (and at least two polls' worth). A quiet seller's slice is read
+with the fresh window instead, in the same call: when the orders of the last poll say the two
+together fit in half a page, a second call would buy nothing but a smaller budget.
 
 When the look-back is no longer than the poll's own window (a short look-back, a long gap
 after an outage, the first poll), one window covers both.
@@ -43,6 +45,11 @@ class Window:
     late: bool = False  # the look-back read again, not the fresh read
     next_token: str | None = None  # the page being read (None: the window's first)
     seen: tuple[str, ...] = ()  # orders of that page already committed
+
+    @property
+    def whole(self) -> bool:
+        """Read from its start, not resumed part-way."""
+        return self.next_token is None and not self.seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +87,14 @@ class Marks:
         except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
             raise ValueError(f"not an Amazon orders cursor: {exc}") from exc
 
-    def plan(self, before: datetime, lookback: timedelta) -> list[Window]:
-        """The windows a poll reads when Amazon lets it read up to `before`, fresh first."""
+    def plan(
+        self, before: datetime, lookback: timedelta, *,
+        orders_per_s: float | None = None, page_size: int = 100,
+    ) -> list[Window]:
+        """The windows a poll reads when Amazon lets it read up to `before`, fresh first.
+
+        `orders_per_s`: how fast orders came in the last poll's window (None: not known).
+        """
         before = floor(before)
         if before < self.since:  # polled again within the settle: nothing new to read
             return []
@@ -90,9 +103,12 @@ class Marks:
             return [Window(min(self.checked, self.since), before)]
         fresh = Window(self.since, before)
         aged = floor(before - lookback)
-        if aged - self.checked >= max(lookback / SLICES, 2 * span):
-            return [fresh, Window(self.checked, aged, late=True)]
-        return [fresh]
+        if aged - self.checked < max(lookback / SLICES, 2 * span):
+            return [fresh]
+        together = before - self.checked
+        if orders_per_s is not None and orders_per_s * together.total_seconds() < page_size / 2:
+            return [Window(self.checked, before)]
+        return [fresh, Window(self.checked, aged, late=True)]
 
     def finished(self, window: Window, lookback: timedelta) -> Marks:
         """The marks once every page of `window` is read."""

@@ -69,6 +69,27 @@ async def test_a_busy_sellers_orders_are_heard_within_the_settle_and_a_poll(
     assert (await amazon.state())["over_limit"] == 0
 
 
+async def test_a_quiet_sellers_poll_reads_the_look_back_in_the_same_call(amazon: Amazon) -> None:
+    # An order a poll, polled every 15 s on the default plan (getOrders: a burst of 20, then
+    # one a minute): the look-back's slices ride in the fresh window's call, so every poll
+    # costs exactly one getOrders call and a long day stays within the plan's refill.
+    amazon.sandbox.configure(min_age_s=SETTLE.total_seconds())
+    await amazon.call("POST", "/listings", {"listings": [{"sku": "MUG", "quantity": 1_000}]})
+    connector = amazon.connector(settle=SETTLE, order_lookback=LOOKBACK)
+    cursor = [page async for page in connector.fetch_orders(None)][-1].cursor
+    first = await getorders_calls(amazon)
+    placed: set[str] = set()
+    heard: set[str] = set()
+    for _ in range(40):  # ten minutes
+        placed.add(await place(amazon))
+        amazon.clock.advance(15)
+        async for page in connector.fetch_orders(cursor):
+            heard.update(order.external_id for order in page.orders)
+            cursor = page.cursor
+    assert await getorders_calls(amazon) - first == 40
+    assert placed == heard
+
+
 async def test_an_order_amazon_shows_late_is_read_by_the_look_back(amazon: Amazon) -> None:
     # Default settle (2 minutes), polled every 2 minutes; one order appears with a
     # LastUpdateDate three minutes old, inside a window the poll has already read fresh.
@@ -107,6 +128,17 @@ def test_a_poll_reads_fresh_then_the_aged_slice_of_the_look_back() -> None:
     assert (after.since, after.checked) == (at(12), at(7))
     # The next poll: the aged part since (2 minutes) is under a quarter look-back and two polls.
     assert after.plan(at(14), LOOKBACK) == [Window(at(12), at(14))]
+
+
+def test_a_quiet_sellers_aged_slice_is_read_with_the_fresh_window() -> None:
+    marks = Marks(since=at(10), checked=at(3))
+    # 7 orders a minute: the 9 minutes from `checked` hold about 63, past half a page of 100.
+    assert len(marks.plan(at(12), LOOKBACK, orders_per_s=7 / 60, page_size=100)) == 2
+    # One a minute: about 9 in one call.
+    (window,) = marks.plan(at(12), LOOKBACK, orders_per_s=1 / 60, page_size=100)
+    assert (window.after, window.before, window.late) == (at(3), at(12), False)
+    after = marks.finished(window, LOOKBACK)
+    assert (after.since, after.checked) == (at(12), at(7))
 
 
 def test_a_look_back_shorter_than_the_poll_is_read_with_it() -> None:
