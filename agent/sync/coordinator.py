@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -63,6 +63,8 @@ class ChannelCoordinator:
         self.metrics = metrics
         self.discovered = asyncio.Event()
         self._listings: list[ListingRef] = []
+        # Updates up to this moment were readable by the last whole order poll.
+        self._polled_through: datetime | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._job_ids: list[str] = []
         self._running: set[asyncio.Task[Any]] = set()  # scheduled jobs in progress
@@ -173,6 +175,7 @@ class ChannelCoordinator:
         if self.connector is None or not self.health.can_call:
             return
         engine = self._engine()
+        started = self.store.clock()
         try:
             cursor = await self.store.submit(lambda tx: tx.get_cursor(self.name, ORDERS_STREAM))
             pages = 0
@@ -182,6 +185,7 @@ class ChannelCoordinator:
                 )
                 pages += 1
             await self.store.submit(lambda tx: tx.touch_channel(self.name, polled=True))
+            self._polled_through = started - self.connector.capabilities.poll_delay
             self.metrics.polls.labels(self.name, "ok").inc()
             self.health.succeeded()
         except AuthError as exc:
@@ -270,15 +274,19 @@ class ChannelCoordinator:
         # Twice the sweep's interval: an order updated just before the last sweep, but not
         # visible to it yet, is read by this one.
         since = self.store.clock() - 2 * self.config.reconcile_interval
-        applied = 0
+        missed = ahead = 0
         try:
             async for page in self.connector.fetch_orders(None, since=since):
 
-                def apply(tx: Tx, page: OrderPage = page) -> int:
-                    return sum(self._apply_order(tx, engine, order, "reconcile")
-                               for order in page.orders)
+                def apply(tx: Tx, page: OrderPage = page) -> list[ChannelOrder]:
+                    return [order for order in page.orders
+                            if self._apply_order(tx, engine, order, "reconcile")]
 
-                applied += await self.store.submit(apply)
+                for order in await self.store.submit(apply):
+                    if self._was_missed(order):
+                        missed += 1
+                    else:
+                        ahead += 1
         except AuthError as exc:
             self.health.auth_failed("reconcile", exc)
             return
@@ -286,8 +294,18 @@ class ChannelCoordinator:
             self.health.failed("reconcile", exc)
             await self._note_error(exc)
             return
-        if applied:
-            log.warning("reconcile found orders polls and webhooks had missed", orders=applied)
+        if missed:
+            log.warning("reconcile found orders polls and webhooks had missed", orders=missed)
+        if ahead:
+            log.info("reconcile read orders before the next poll could", orders=ahead)
+
+    def _was_missed(self, order: ChannelOrder) -> bool:
+        """Whether the sweep backfilled `order` because webhooks and polls lost it, rather than
+        because it ran before the next poll could read it. A polled-only channel's poll reads
+        `poll_delay` behind the clock (Amazon's settle), so the sweep often comes first."""
+        if self.connector is None or self.connector.capabilities.webhooks:
+            return True
+        return self._polled_through is not None and order.updated_at <= self._polled_through
 
     async def _reconcile_levels(self) -> None:
         if self.connector is None or not self.health.can_call or not self._listings:

@@ -186,6 +186,7 @@ class AmazonConnector:
         self._first_window = first_poll_window
         self._lookback = order_lookback
         self._settle = settle
+        self.capabilities = replace(AmazonConnector.capabilities, poll_delay=settle)
         self._page_size = page_size
         self._feed_threshold = feed_threshold
         self._confirm_timeout_s = confirm_timeout.total_seconds()
