@@ -35,7 +35,7 @@ from agent.http.webhooks import create_webhook_app
 from agent.logs import Redactor, configure_logging
 from agent.metrics import Metrics
 from agent.sdnotify import Notifier
-from agent.status import status_document, status_line
+from agent.status import current_status, status_line
 from agent.store import Store
 from agent.store.timestamps import Clock, iso, utc_now
 from agent.sync.alerts import AlertWatcher
@@ -164,7 +164,7 @@ class Runtime:
         if self.notifier.watchdog_interval is not None:
             self.spawn(self._watchdog(self.notifier.watchdog_interval), name="watchdog")
         self.ready = True
-        summary = status_line(status_document(self))
+        summary = status_line(await current_status(self))
         self.notifier.ready(summary)
         log.info("storesync is running", webhooks=self._url("webhooks"), ops=self._url("ops"),
                  channels=len(self.coordinators), status=summary)
@@ -354,7 +354,7 @@ class Runtime:
             except Exception as exc:  # noqa: BLE001 - surfaced in /status and the log
                 self.store_failed("heartbeat write", exc)
             try:
-                self.notifier.status(status_line(status_document(self)))
+                self.notifier.status(status_line(await current_status(self)))
             except Exception as exc:  # noqa: BLE001 - a read failed; try again next time
                 log.warning("status update failed", error=str(exc))
             await asyncio.sleep(STATUS_EVERY.total_seconds())

@@ -5,6 +5,7 @@ Its shape is documented in the README ("Ops API") and pinned by a test.
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,13 +27,29 @@ def _age_s(now: datetime, stamp: str | None) -> float | None:
     return None if stamp is None else round((now - parse_iso(stamp)).total_seconds(), 3)
 
 
-def status_document(runtime: Runtime) -> dict[str, Any]:
-    """Build the whole /status document."""
+def stored_status(conn: sqlite3.Connection) -> dict[str, Any]:
+    """The part of /status the store holds (read on a reader thread)."""
+    return {
+        "channels": channel_rows(conn),
+        "outbox": outbox_summary(conn),
+        "newest": newest_orders(conn),
+        "inbox": inbox_summary(conn),
+        "alerts": alerts_report(conn),
+        "recent_events": recent_events(conn, limit=10),
+    }
+
+
+async def current_status(runtime: Runtime) -> dict[str, Any]:
+    """The /status document as of now: the store read off the event loop, the rest on it."""
+    return status_document(runtime, await runtime.store.read(stored_status))
+
+
+def status_document(runtime: Runtime, read: dict[str, Any]) -> dict[str, Any]:
+    """Build the whole /status document from the workers and what `stored_status` read."""
     now = runtime.clock()
-    conn = runtime.store.reader()
-    stored = channel_rows(conn)
-    outbox = outbox_summary(conn)
-    newest = newest_orders(conn)
+    stored = read["channels"]
+    outbox = read["outbox"]
+    newest = read["newest"]
     silence = runtime.config.sync.webhook_silence
     channels: dict[str, Any] = {}
     for name, coordinator in sorted(runtime.coordinators.items()):
@@ -93,13 +110,13 @@ def status_document(runtime: Runtime) -> dict[str, Any]:
             "path": str(runtime.config.path),
             "last_reload": runtime.last_reload,
         },
-        "inbox": inbox_summary(conn),
+        "inbox": read["inbox"],
         "channels": channels,
         # SKUs at or below their reorder point, lowest first (see "Low-stock and reorder alerts").
-        "alerts": alerts_report(conn),
+        "alerts": read["alerts"],
         # The [shipments] drop folder as of its last scan; null when none is configured.
         "shipments_folder": runtime.drop_folder.status() if runtime.drop_folder else None,
-        "recent_events": recent_events(conn, limit=10),
+        "recent_events": read["recent_events"],
     }
 
 

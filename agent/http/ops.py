@@ -18,7 +18,7 @@ from aiohttp import web
 from agent.engine import EngineError, InvalidShipment, UnknownLocation, UnknownOrder
 from agent.http.dashboard import PAGE, dashboard_data
 from agent.shipments import AmbiguousOrder, parse_shipment_json, record_shipment
-from agent.status import status_document
+from agent.status import current_status
 from agent.store.queries import order_report, outbox_rows, sku_report
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     """The status document."""
-    return web.json_response(status_document(request.app[RUNTIME]))
+    return web.json_response(await current_status(request.app[RUNTIME]))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -116,7 +116,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def sku(request: web.Request) -> web.Response:
     """One SKU's stock, commitments and published numbers."""
-    report = sku_report(request.app[RUNTIME].store.reader(), request.match_info["sku"])
+    name = request.match_info["sku"]
+    report = await request.app[RUNTIME].store.read(lambda conn: sku_report(conn, name))
     if report is None:
         return _error(404, "unknown SKU")
     return web.json_response(report)
@@ -124,10 +125,9 @@ async def sku(request: web.Request) -> web.Response:
 
 async def order(request: web.Request) -> web.Response:
     """One order as stored."""
-    report = order_report(
-        request.app[RUNTIME].store.reader(),
-        request.match_info["channel"],
-        request.match_info["order_id"],
+    channel, order_id = request.match_info["channel"], request.match_info["order_id"]
+    report = await request.app[RUNTIME].store.read(
+        lambda conn: order_report(conn, channel, order_id)
     )
     if report is None:
         return _error(404, "unknown order")
@@ -140,11 +140,9 @@ async def outbox(request: web.Request) -> web.Response:
         limit = min(int(request.query.get("limit", "100")), 1000)
     except ValueError:
         return _error(400, "limit must be a whole number")
-    rows = outbox_rows(
-        request.app[RUNTIME].store.reader(),
-        state=request.query.get("state"),
-        channel=request.query.get("channel"),
-        limit=limit,
+    state, channel = request.query.get("state"), request.query.get("channel")
+    rows = await request.app[RUNTIME].store.read(
+        lambda conn: outbox_rows(conn, state=state, channel=channel, limit=limit)
     )
     return web.json_response({"rows": rows})
 
@@ -156,7 +154,7 @@ async def page(request: web.Request) -> web.Response:
 
 async def dashboard(request: web.Request) -> web.Response:
     """Activity, SKUs at risk, recent orders and shipments, for the dashboard."""
-    return web.json_response(dashboard_data(request.app[RUNTIME]))
+    return web.json_response(await dashboard_data(request.app[RUNTIME]))
 
 
 # -- actions --------------------------------------------------------------------------------------
@@ -210,7 +208,7 @@ async def stock(request: web.Request) -> web.Response:
             return _error(422, str(exc))
         return _error(400, f"bad quantity: {exc}")
     runtime.wake_pushers()
-    return web.json_response(sku_report(runtime.store.reader(), name))
+    return web.json_response(await runtime.store.read(lambda conn: sku_report(conn, name)))
 
 
 async def channel_action(request: web.Request) -> web.Response:

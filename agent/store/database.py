@@ -175,6 +175,20 @@ class Store:
                 self._readers.append(conn)
         return conn
 
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` on a read-only connection in a worker thread, so a long read (a catalog
+        scan for the dashboard) never holds the event loop and the webhooks it serves. A
+        cancelled caller still waits for the read to end: stopping never closes a connection
+        under a query."""
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        reading = asyncio.ensure_future(asyncio.to_thread(lambda: fn(self.reader())))
+        try:
+            return await asyncio.shield(reading)
+        except asyncio.CancelledError:
+            await asyncio.wait([reading])
+            raise
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def close(self) -> None:

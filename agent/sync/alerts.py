@@ -88,17 +88,7 @@ class AlertWatcher:
         notify = config.alerts.webhook_url is not None
         # Read on a reader thread, write only the changes: the single writer is never held for
         # a catalog scan. A stock change landing in between wakes the next check, which fixes it.
-        loop = asyncio.get_running_loop()
-        reading = loop.run_in_executor(
-            None, lambda: low_stock_now(self.store.reader(), rules, self.clock())
-        )
-        try:
-            found = await asyncio.shield(reading)
-        except asyncio.CancelledError:
-            # Stopping: let the read finish first, or the store would close its connection
-            # under it.
-            await asyncio.wait([reading])
-            raise
+        found = await self.store.read(lambda conn: low_stock_now(conn, rules, self.clock()))
         changes = await self.store.submit(lambda tx: record_alerts(tx, found, notify=notify))
         for row in changes.raised:
             log.warning("low stock: reorder alert raised", sku=row.sku, available=row.available,
@@ -146,7 +136,7 @@ class AlertWatcher:
     async def _idle(self) -> None:
         self._notify_wake.clear()
         wait = IDLE_CHECK
-        due = next_notification_at(self.store.reader())
+        due = await self.store.read(next_notification_at)
         if due is not None:
             wait = min(wait, max(parse_iso(due) - self.clock(), timedelta()))
         try:
@@ -159,7 +149,7 @@ class AlertWatcher:
         alerts = self._config().alerts
         if alerts.webhook_url is None or alerts.webhook_secret is None:
             return 0
-        due = due_notifications(self.store.reader(), self.clock())
+        due = await self.store.read(lambda conn: due_notifications(conn, self.clock()))
         for row in due:
             with structlog.contextvars.bound_contextvars(sku=row.sku, alert=row.id):
                 await self._deliver(client, alerts, row)

@@ -1,0 +1,57 @@
+"""`Store.read`: the ops API's and the alert checks' reads run on a reader thread, so a long
+one (the dashboard's catalog scan) never holds the event loop that answers webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from agent.store import Store, StoreClosed
+
+DEADLINE_S = 10
+
+
+async def test_the_event_loop_keeps_running_while_a_read_is_in_progress(tmp_path):
+    store = Store(tmp_path / "s.db")
+    started, release = threading.Event(), threading.Event()
+
+    def slow(conn):
+        started.set()
+        # Only the event loop sets `release`: a read that held the loop would wait out the
+        # deadline here and fail.
+        assert release.wait(DEADLINE_S), "the event loop did not run during the read"
+        return conn.execute("SELECT count(*) FROM skus").fetchone()[0]
+
+    try:
+        reading = asyncio.create_task(store.read(slow))
+        assert await asyncio.to_thread(started.wait, DEADLINE_S)
+        release.set()
+        assert await reading == 0
+    finally:
+        store.close()
+
+
+async def test_a_cancelled_reader_waits_for_its_query_so_closing_never_cuts_one_off(tmp_path):
+    store = Store(tmp_path / "s.db")
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def slow(conn):
+        started.set()
+        release.wait(DEADLINE_S)
+        conn.execute("SELECT count(*) FROM orders").fetchone()
+        finished.set()
+
+    reading = asyncio.create_task(store.read(slow))
+    assert await asyncio.to_thread(started.wait, DEADLINE_S)
+    reading.cancel()
+    await asyncio.sleep(0)  # let the cancellation reach the read, which must still wait
+    assert not reading.done()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    assert finished.is_set()
+    store.close()
+    with pytest.raises(StoreClosed):
+        await store.read(lambda conn: 1)
