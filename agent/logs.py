@@ -60,6 +60,9 @@ def wants_json(log_format: str) -> bool:
     return under_systemd or not sys.stderr.isatty()
 
 
+CHATTY_LOGGERS = ("aiohttp.access", "httpx", "apscheduler")
+
+
 def configure_logging(log_format: str, log_level: str, redactor: Redactor) -> None:
     """Set up structlog, and the stdlib loggers of our libraries, for the daemon.
 
@@ -103,10 +106,12 @@ def configure_logging(log_format: str, log_level: str, redactor: Redactor) -> No
     handler.addFilter(quiet_skipped_runs)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    # Library chatter (aiohttp access logs, httpx request lines) stays out unless debugging.
+    # Libraries speak up for warnings and errors. Their chatter (aiohttp access lines, httpx
+    # request lines, APScheduler job runs) joins in at debug level only.
     root.setLevel(max(level, logging.WARNING))
-    for noisy in ("aiohttp.access", "httpx", "apscheduler"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    chatter = level if level <= logging.DEBUG else logging.WARNING
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(chatter)
 
 
 def quiet_skipped_runs(record: logging.LogRecord) -> bool:

@@ -9,7 +9,7 @@ import logging
 import pytest
 import structlog
 
-from agent.logs import MASK, Redactor, configure_logging
+from agent.logs import CHATTY_LOGGERS, MASK, Redactor, configure_logging
 
 
 def render(redactor: Redactor, **fields) -> dict:
@@ -49,9 +49,12 @@ def daemon_logging():
     """configure_logging as the daemon calls it; the global logging state restored after."""
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
-    yield lambda secrets=(): configure_logging("json", "info", Redactor(secrets))
+    chatty = {name: logging.getLogger(name).level for name in CHATTY_LOGGERS}
+    yield lambda secrets=(), level="info": configure_logging("json", level, Redactor(secrets))
     root.handlers[:], level = saved
     root.setLevel(level)
+    for name, level in chatty.items():
+        logging.getLogger(name).setLevel(level)
     structlog.reset_defaults()
 
 
@@ -84,3 +87,17 @@ def test_a_job_still_running_at_its_next_turn_is_not_logged(daemon_logging, caps
     (missed,) = lines(capsys.readouterr().err)
     assert missed["event"] == 'Run time of job "shopify:poll" was missed by 0:01:02'
     assert missed["level"] == "warning"
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_request_lines_of_the_http_libraries_show_at_debug_level_only(daemon_logging, capsys,
+                                                                     level):
+    daemon_logging(level=level)
+    logging.getLogger("httpx").info('HTTP Request: GET http://127.0.0.1/orders "HTTP/1.1 200 OK"')
+    logging.getLogger("aiohttp.access").info('127.0.0.1 "POST /webhooks/shop HTTP/1.1" 200')
+    logging.getLogger("httpx").warning("a library warning")
+    shown = [line["event"] for line in lines(capsys.readouterr().err)]
+    if level == "debug":
+        assert len(shown) == 3 and shown[0].startswith("HTTP Request: GET")
+    else:
+        assert shown == ["a library warning"]
