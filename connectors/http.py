@@ -605,6 +605,10 @@ class RetryPolicy:
 
 
 _DEFAULT_POLICY = RetryPolicy()
+# For a request that must not be sent twice (it creates something: a fulfillment, a note, a
+# feed): a connection that breaks after sending leaves unknown whether the channel acted, so
+# the error goes back to the caller, whose next try reads what the channel has first.
+ONCE = RetryPolicy(attempts=1)
 
 
 class _stop_when_waits_exceed(stop_base):

@@ -37,7 +37,7 @@ from connectors.base import (
     RateLimited,
     RetryableError,
 )
-from connectors.http import RetryPolicy, Timeouts, json_body, make_client, send
+from connectors.http import ONCE, RetryPolicy, Timeouts, json_body, make_client, send
 from connectors.tokens import TokenCache, read_grant
 
 LWA_URL = "https://api.amazon.com/auth/o2/token"
@@ -59,7 +59,6 @@ DEFAULT_TOKEN_LIFETIME_S = 3600.0
 Params = Sequence[tuple[str, str | int]]
 
 _DEFAULT_POLICY = RetryPolicy()
-_ONCE = RetryPolicy(attempts=1)
 _DEFAULT_TIMEOUTS = Timeouts()
 _BODY = re.compile(r"^(?P<head>.*?: HTTP \d{3}): (?P<body>\{.*\})$", re.DOTALL)
 
@@ -211,7 +210,7 @@ class AmazonClient:
                     path,
                     # A call that creates something (a feed, a document) is tried once: a reset
                     # after Amazon handled it would otherwise create it twice.
-                    policy=_ONCE if once else self._policy,
+                    policy=ONCE if once else self._policy,
                     limiter=bucket,
                     what=what,
                     sleep=self._sleep,

@@ -51,6 +51,7 @@ from connectors.ebay.wire import (
     read_errors,
 )
 from connectors.http import (
+    ONCE,
     DailyQuota,
     RetryPolicy,
     Timeouts,
@@ -81,7 +82,6 @@ MAX_INVENTORY_LIMIT = 100  # getInventoryItems: "Min: 1, Max: 100" (OAS)
 MAX_BULK = 25  # bulkGetInventoryItem and bulkUpdatePriceQuantity requests per call (OAS)
 
 _DEFAULT_POLICY = RetryPolicy()
-_ONCE = RetryPolicy(attempts=1)
 _DEFAULT_TIMEOUTS = Timeouts()
 
 
@@ -237,7 +237,7 @@ class EbayClient:
                     url,
                     # A POST that creates something is tried once: a reset after eBay handled it
                     # would otherwise create it twice. The outbox retries after a re-read.
-                    policy=_ONCE if once else self._policy,
+                    policy=ONCE if once else self._policy,
                     limiter=self.quotas.api(api),
                     what=what,
                     headers=headers,

@@ -34,6 +34,7 @@ from connectors.base import (
     RetryableError,
 )
 from connectors.http import (
+    ONCE,
     CostBucket,
     RetryPolicy,
     Timeouts,
@@ -281,9 +282,19 @@ class ShopifyClient:
     # -- the GraphQL round trip -------------------------------------------------------------------
 
     async def execute(
-        self, document: str, variables: Mapping[str, Any], *, cost: float, what: str
+        self,
+        document: str,
+        variables: Mapping[str, Any],
+        *,
+        cost: float,
+        what: str,
+        once: bool = False,
     ) -> dict[str, Any]:
-        """POST one GraphQL operation and return its `data`; raise what its errors mean."""
+        """POST one GraphQL operation and return its `data`; raise what its errors mean.
+
+        `once`: a mutation that must not run twice is not sent again after a failure that may
+        have reached Shopify (only a throttled answer, when nothing ran, is asked again).
+        """
         waited = 0.0
         attempt = 0
         reminted = False
@@ -301,7 +312,7 @@ class ShopifyClient:
                     self._http,
                     "POST",
                     "/graphql.json",
-                    policy=self._policy,
+                    policy=ONCE if once else self._policy,
                     gate=self.limiter,
                     what=what,
                     sleep=self._sleep,
@@ -505,6 +516,9 @@ class ShopifyClient:
             {"fulfillment": dict(fulfillment)},
             cost=MUTATION_COST,
             what="mutation fulfillmentCreate",
+            # Not idempotent: a replay of one that landed fails ("unfulfillable status
+            # closed"). The push's next try reads the order and finds its tracking number.
+            once=True,
         )
 
     async def aclose(self) -> None:

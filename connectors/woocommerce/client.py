@@ -20,7 +20,15 @@ from typing import Any, Literal
 import httpx
 
 from connectors.base import PermanentError, RetryableError
-from connectors.http import Limiter, RetryPolicy, Timeouts, json_body, make_client, send
+from connectors.http import (
+    ONCE,
+    Limiter,
+    RetryPolicy,
+    Timeouts,
+    json_body,
+    make_client,
+    send,
+)
 
 CORE = "/wc/v3"
 TRACKING = "/wc-shipment-tracking/v3"
@@ -32,7 +40,6 @@ AuthMode = Literal["basic", "query"]
 Params = Mapping[str, str | int]
 
 _DEFAULT_POLICY = RetryPolicy()
-_ONCE = RetryPolicy(attempts=1)
 _DEFAULT_TIMEOUTS = Timeouts()
 
 
@@ -95,7 +102,7 @@ class WooCommerceClient:
             path,
             # A POST that creates something is tried once: a reset after the store handled it
             # would otherwise add it twice. The outbox's retry re-reads before it adds again.
-            policy=_ONCE if once else self._policy,
+            policy=ONCE if once else self._policy,
             limiter=self._limiter,
             what=what,
             params=merged or None,

@@ -252,11 +252,15 @@ def failure(code: str, message: str, **cost_args: Any) -> httpx.Response:
 class Script:
     """The GraphQL calls a test expects, in order: document, variables, token -> answer."""
 
-    steps: list[tuple[str, dict[str, Any], httpx.Response]] = field(default_factory=list)
+    steps: list[tuple[str, dict[str, Any], httpx.Response | Exception]] = field(
+        default_factory=list
+    )
     token: str = TOKEN
     tokens_seen: list[str] = field(default_factory=list)
 
-    def expect(self, document: str, variables: dict[str, Any], response: httpx.Response) -> None:
+    def expect(
+        self, document: str, variables: dict[str, Any], response: httpx.Response | Exception
+    ) -> None:
         self.steps.append((document, variables, response))
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -268,6 +272,8 @@ class Script:
         assert set(body) == {"query", "variables"}
         self.tokens_seen.append(request.headers["X-Shopify-Access-Token"])
         assert request.headers["Content-Type"] == "application/json"
+        if isinstance(response, Exception):
+            raise response
         return response
 
     def done(self) -> None:
@@ -999,6 +1005,51 @@ async def test_a_shipment_already_on_the_order_is_done(
     result = await connector.push_shipment(shipment(("10010", 2)))
     assert result.outcome is PushOutcome.DONE
     assert "already reported" in result.message
+
+
+async def test_a_fulfillment_whose_answer_is_lost_is_not_sent_again_but_found_next_push(
+    script: Script,
+) -> None:
+    # The connection breaks after Shopify created the fulfillment. Sending the mutation again
+    # would fail ("unfulfillable status closed") and set the shipment aside; the push is
+    # tried again instead, reads the order, and finds its tracking number there.
+    connector = make(policy=RetryPolicy(attempts=4, base_s=0.0, cap_s=0.0))
+    try:
+        script.expect(
+            FULFILLMENT_ORDERS_DOC,
+            {"id": "gid://shopify/Order/1001", "after": None},
+            fulfillment_orders_answer(fulfillment_order(71)),
+        )
+        script.expect(
+            FULFILLMENT_CREATE_DOC,
+            {"fulfillment": {
+                "lineItemsByFulfillmentOrder": [{
+                    "fulfillmentOrderId": "gid://shopify/FulfillmentOrder/71",
+                    "fulfillmentOrderLineItems": [
+                        {"id": "gid://shopify/FulfillmentOrderLineItem/501", "quantity": 2}
+                    ],
+                }],
+                "notifyCustomer": False,
+                "trackingInfo": {"company": "UPS", "number": "1Z999",
+                                 "url": "https://ups.example/1Z999"},
+            }},
+            httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        )
+        with pytest.raises(RetryableError, match="broke mid-response"):
+            await connector.push_shipment(shipment(("10010", 2)))
+        script.done()  # the mutation went out once
+
+        script.expect(
+            FULFILLMENT_ORDERS_DOC,
+            {"id": "gid://shopify/Order/1001", "after": None},
+            fulfillment_orders_answer(
+                fulfillment_order(71, "CLOSED", lines=[(501, 10010, 0)]), tracking=["1Z999"]
+            ),
+        )
+        result = await connector.push_shipment(shipment(("10010", 2)))
+        assert result.outcome is PushOutcome.DONE, result.message
+    finally:
+        await connector.aclose()
 
 
 async def test_fulfillment_user_errors_are_permanent(
