@@ -60,7 +60,7 @@ def wants_json(log_format: str) -> bool:
     return under_systemd or not sys.stderr.isatty()
 
 
-CHATTY_LOGGERS = ("aiohttp.access", "httpx", "apscheduler")
+CHATTY_LOGGERS = ("httpx", "apscheduler")  # aiohttp's access log is off (agent/runtime.py)
 
 
 def configure_logging(log_format: str, log_level: str, redactor: Redactor) -> None:
@@ -106,8 +106,8 @@ def configure_logging(log_format: str, log_level: str, redactor: Redactor) -> No
     handler.addFilter(quiet_skipped_runs)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    # Libraries speak up for warnings and errors. Their chatter (aiohttp access lines, httpx
-    # request lines, APScheduler job runs) joins in at debug level only.
+    # Libraries speak up for warnings and errors. Their chatter (httpx's line for each request
+    # the agent sends, APScheduler's for each job run) joins in at debug level only.
     root.setLevel(max(level, logging.WARNING))
     chatter = level if level <= logging.DEBUG else logging.WARNING
     for name in CHATTY_LOGGERS:

@@ -142,7 +142,9 @@ class Runtime:
         self.activity = Activity(self.metrics)
         self.metrics.watch_store(
             self.store.reader,
-            lambda: {n: str(c.health.state) for n, c in self.coordinators.items()},
+            # Read on a reader thread while a reload may swap coordinators: copy the dict first
+            # (list() of a dict's items is one step under the GIL).
+            lambda: {n: str(c.health.state) for n, c in list(self.coordinators.items())},
         )
         await self._bind(
             "webhooks",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -135,9 +135,6 @@ class Capabilities:
     compare_and_set: bool
     max_batch: int
     rate_model: RateModel = RateModel.NONE
-    # How long after an update the order poll can first read it (Amazon's settle): an order the
-    # reconcile sweep finds younger than this is ahead of the poll, not missed by it.
-    poll_delay: timedelta = timedelta(0)
 
 
 # -- what flows through it ------------------------------------------------------------------------
@@ -155,6 +152,9 @@ class OrderPage:
     orders: tuple[ChannelOrder, ...]
     cursor: str
     done: bool
+    # With `done`: every update before this moment has been read. None: every update before
+    # the poll began. A poll that reads behind the clock (Amazon's settle) says how far.
+    read_through: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

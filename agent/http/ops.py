@@ -110,7 +110,9 @@ async def status(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format."""
-    body = request.app[RUNTIME].metrics.render()
+    runtime = request.app[RUNTIME]
+    # Scraping counts the outbox and inbox in SQLite: on a reader thread, like every read here.
+    body = await runtime.store.read(lambda _conn: runtime.metrics.render())
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 

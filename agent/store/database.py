@@ -161,6 +161,8 @@ class Store:
     def reader(self) -> sqlite3.Connection:
         """A read-only connection for the calling thread (reads never block the writer)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if self._closed:  # its connection, if it had one, is closed
+            raise StoreClosed("the store is closed")
         if conn is None:
             conn = sqlite3.connect(
                 f"file:{self.path}?mode=ro",
@@ -170,9 +172,12 @@ class Store:
             )
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA query_only=1")
-            self._local.conn = conn
             with self._lock:
+                if self._closed:  # closed meanwhile: close() would never see this one
+                    conn.close()
+                    raise StoreClosed("the store is closed")
                 self._readers.append(conn)
+            self._local.conn = conn
         return conn
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:

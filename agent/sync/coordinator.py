@@ -63,7 +63,8 @@ class ChannelCoordinator:
         self.metrics = metrics
         self.discovered = asyncio.Event()
         self._listings: list[ListingRef] = []
-        # Updates up to this moment were readable by the last whole order poll.
+        # The last order poll read every update before this moment; None: it failed, or none
+        # has finished since start.
         self._polled_through: datetime | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._job_ids: list[str] = []
@@ -178,20 +179,22 @@ class ChannelCoordinator:
         started = self.store.clock()
         try:
             cursor = await self.store.submit(lambda tx: tx.get_cursor(self.name, ORDERS_STREAM))
-            pages = 0
+            through: datetime | None = None
             async for page in self.connector.fetch_orders(cursor):
                 await self.store.submit(
                     lambda tx, page=page: self._apply_page(tx, engine, page)  # type: ignore[misc]
                 )
-                pages += 1
+                through = page.read_through
             await self.store.submit(lambda tx: tx.touch_channel(self.name, polled=True))
-            self._polled_through = started - self.connector.capabilities.poll_delay
+            self._polled_through = through or started
             self.metrics.polls.labels(self.name, "ok").inc()
             self.health.succeeded()
         except AuthError as exc:
+            self._polled_through = None
             self.metrics.polls.labels(self.name, "auth_error").inc()
             self.health.auth_failed("poll", exc)
         except ConnectorError as exc:
+            self._polled_through = None
             self.metrics.polls.labels(self.name, "error").inc()
             self.health.failed("poll", exc)
             await self._note_error(exc)
@@ -301,11 +304,12 @@ class ChannelCoordinator:
 
     def _was_missed(self, order: ChannelOrder) -> bool:
         """Whether the sweep backfilled `order` because webhooks and polls lost it, rather than
-        because it ran before the next poll could read it. A polled-only channel's poll reads
-        `poll_delay` behind the clock (Amazon's settle), so the sweep often comes first."""
+        because it ran before the next poll could read it: a polled-only channel's sweep often
+        comes first, all the more when the poll reads behind the clock (Amazon's settle). With
+        the last poll failed, anything the sweep finds counts as missed."""
         if self.connector is None or self.connector.capabilities.webhooks:
             return True
-        return self._polled_through is not None and order.updated_at <= self._polled_through
+        return self._polled_through is None or order.updated_at <= self._polled_through
 
     async def _reconcile_levels(self) -> None:
         if self.connector is None or not self.health.can_call or not self._listings:

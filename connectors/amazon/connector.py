@@ -186,7 +186,6 @@ class AmazonConnector:
         self._first_window = first_poll_window
         self._lookback = order_lookback
         self._settle = settle
-        self.capabilities = replace(AmazonConnector.capabilities, poll_delay=settle)
         self._page_size = page_size
         self._feed_threshold = feed_threshold
         self._confirm_timeout_s = confirm_timeout.total_seconds()
@@ -238,7 +237,7 @@ class AmazonConnector:
                 windows = marks.plan(self._clock() - self._settle, self._lookback,
                                      orders_per_s=self._orders_per_s, page_size=self._page_size)
         if not windows:
-            yield OrderPage((), marks.cursor(), done=True)
+            yield OrderPage((), marks.cursor(), done=True, read_through=marks.since)
             return
         for n, window in enumerate(windows, start=1):
             read = 0
@@ -249,7 +248,8 @@ class AmazonConnector:
                         seconds = (window.before - window.after).total_seconds()
                         self._orders_per_s = read / max(seconds, 1.0)
                     marks = marks.finished(window, self._lookback)
-                    yield OrderPage(orders, marks.cursor(), done=n == len(windows))
+                    yield OrderPage(orders, marks.cursor(), done=n == len(windows),
+                                    read_through=marks.since)
                 else:
                     yield OrderPage(orders, marks.reading(resume).cursor(), done=False)
 

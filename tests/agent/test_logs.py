@@ -94,7 +94,7 @@ def test_request_lines_of_the_http_libraries_show_at_debug_level_only(daemon_log
                                                                      level):
     daemon_logging(level=level)
     logging.getLogger("httpx").info('HTTP Request: GET http://127.0.0.1/orders "HTTP/1.1 200 OK"')
-    logging.getLogger("aiohttp.access").info('127.0.0.1 "POST /webhooks/shop HTTP/1.1" 200')
+    logging.getLogger("apscheduler.executors.default").info('Running job "shopify:poll"')
     logging.getLogger("httpx").warning("a library warning")
     shown = [line["event"] for line in lines(capsys.readouterr().err)]
     if level == "debug":

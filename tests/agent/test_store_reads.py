@@ -55,3 +55,6 @@ async def test_a_cancelled_reader_waits_for_its_query_so_closing_never_cuts_one_
     store.close()
     with pytest.raises(StoreClosed):
         await store.read(lambda conn: 1)
+    # Nor does a thread that never read before get a connection close() will not close.
+    with pytest.raises(StoreClosed):
+        await asyncio.to_thread(store.reader)

@@ -536,7 +536,9 @@ def test_a_sweep_that_reads_an_amazon_order_before_the_next_poll_does_not_cry_mi
             lambda: d.query("SELECT 1 FROM orders WHERE external_id = ?", (str(order["id"]),)),
             timeout=30, what="the sweep to read the order",
         )
-        assert '"reconcile read orders before the next poll could"' in d.log()
+        # The sweep logs once its whole read is over, a moment after the order committed.
+        wait_until(lambda: '"reconcile read orders before the next poll could"' in d.log(),
+                   what="the sweep's info line")
         assert "polls and webhooks had missed" not in d.log()
     finally:
         d.stop()

@@ -331,6 +331,7 @@ async def test_each_order_comes_once_its_items_are_in_and_a_cut_short_page_resum
         await polled.aclose()
         await first.aclose()
     # The first batch committed; then the agent was killed. A new one resumes past it.
+    await time.sleep(600)  # and starts well after: the resumed read still ends where it did
     second = make(time)
     try:
         rest = [page async for page in second.fetch_orders(batch.cursor)]
@@ -338,6 +339,9 @@ async def test_each_order_comes_once_its_items_are_in_and_a_cut_short_page_resum
         await second.aclose()
     assert [o.external_id for p in rest for o in p.orders] == ids[1:]
     assert rest[-1].done
+    # What the poll has read through is that window's end, not this poll's reach.
+    window_end = json.loads(batch.cursor)["before"]
+    assert rest[-1].read_through == datetime.fromisoformat(window_end.replace("Z", "+00:00"))
     assert (items[ids[0]].call_count, items[ids[1]].call_count) == (1, 1)
 
 
