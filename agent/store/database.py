@@ -182,12 +182,22 @@ class Store:
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` on a read-only connection in a worker thread, so a long read (a catalog
-        scan for the dashboard) never holds the event loop and the webhooks it serves. A
+        scan for the dashboard) never holds the event loop and the webhooks it serves. `fn`
+        sees one snapshot: its queries agree with each other while the writer commits. A
         cancelled caller still waits for the read to end: stopping never closes a connection
         under a query."""
         if self._closed:
             raise StoreClosed("the store is closed")
-        reading = asyncio.ensure_future(asyncio.to_thread(lambda: fn(self.reader())))
+
+        def snapshot() -> T:
+            conn = self.reader()
+            conn.execute("BEGIN")  # WAL: a read transaction sees one moment throughout
+            try:
+                return fn(conn)
+            finally:
+                conn.rollback()
+
+        reading = asyncio.ensure_future(asyncio.to_thread(snapshot))
         try:
             return await asyncio.shield(reading)
         except asyncio.CancelledError:

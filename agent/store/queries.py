@@ -122,7 +122,10 @@ def outbox_summary(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
         (oldest,) = conn.execute(
             "SELECT min(queued_at) FROM outbox WHERE channel = ? AND state = ?", (channel, state)
         ).fetchone()
-        if entry["oldest_queued_at"] is None or oldest < entry["oldest_queued_at"]:
+        # None when the group's rows moved on between the two queries (read outside one
+        # snapshot, as `storesync` commands do).
+        if oldest is not None and (entry["oldest_queued_at"] is None
+                                   or oldest < entry["oldest_queued_at"]):
             entry["oldest_queued_at"] = oldest
     return summary
 

@@ -58,3 +58,27 @@ async def test_a_cancelled_reader_waits_for_its_query_so_closing_never_cuts_one_
     # Nor does a thread that never read before get a connection close() will not close.
     with pytest.raises(StoreClosed):
         await asyncio.to_thread(store.reader)
+
+
+async def test_a_read_sees_one_moment_while_the_writer_commits(tmp_path):
+    # /status counts outbox rows, then reads the oldest of each group: a commit in between
+    # once left a group with no oldest row and /status answered 500.
+    store = Store(tmp_path / "s.db")
+    between, committed = threading.Event(), threading.Event()
+
+    def twice(conn):
+        first = conn.execute("SELECT count(*) FROM cursors").fetchone()[0]
+        between.set()
+        assert committed.wait(DEADLINE_S), "the writer never committed"
+        return first, conn.execute("SELECT count(*) FROM cursors").fetchone()[0]
+
+    try:
+        reading = asyncio.create_task(store.read(twice))
+        assert await asyncio.to_thread(between.wait, DEADLINE_S)
+        await store.submit(lambda tx: tx.set_cursor("shop", "orders", "page-2"))
+        committed.set()
+        assert await reading == (0, 0)
+        assert await store.read(lambda conn: conn.execute(
+            "SELECT count(*) FROM cursors").fetchone()[0]) == 1
+    finally:
+        store.close()
