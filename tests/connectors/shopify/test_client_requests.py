@@ -898,6 +898,20 @@ def shipment(*lines: tuple[str, int]) -> ShipmentPush:
     )
 
 
+def fulfillment_create(fo: int, fo_line: int, quantity: int) -> dict[str, Any]:
+    """fulfillmentCreate's variables for one line of one fulfillment order, UPS 1Z999."""
+    return {"fulfillment": {
+        "lineItemsByFulfillmentOrder": [{
+            "fulfillmentOrderId": f"gid://shopify/FulfillmentOrder/{fo}",
+            "fulfillmentOrderLineItems": [
+                {"id": f"gid://shopify/FulfillmentOrderLineItem/{fo_line}", "quantity": quantity}
+            ],
+        }],
+        "notifyCustomer": False,
+        "trackingInfo": {"company": "UPS", "number": "1Z999", "url": "https://ups.example/1Z999"},
+    }}
+
+
 async def test_a_shipment_reads_fulfillment_orders_then_creates_one_fulfillment(
     script: Script, connector: ShopifyConnector
 ) -> None:
@@ -908,17 +922,7 @@ async def test_a_shipment_reads_fulfillment_orders_then_creates_one_fulfillment(
     )
     script.expect(
         FULFILLMENT_CREATE_DOC,
-        {"fulfillment": {
-            "lineItemsByFulfillmentOrder": [{
-                "fulfillmentOrderId": "gid://shopify/FulfillmentOrder/71",
-                "fulfillmentOrderLineItems": [
-                    {"id": "gid://shopify/FulfillmentOrderLineItem/501", "quantity": 1}
-                ],
-            }],
-            "notifyCustomer": False,
-            "trackingInfo": {"company": "UPS", "number": "1Z999",
-                             "url": "https://ups.example/1Z999"},
-        }},
+        fulfillment_create(71, 501, 1),
         answer({"fulfillmentCreate": {
             "fulfillment": {"id": "gid://shopify/Fulfillment/9", "status": "SUCCESS"},
             "userErrors": [],
@@ -973,18 +977,7 @@ async def test_fulfillment_orders_of_two_locations_make_two_fulfillments(
     for fo, fo_line in ((71, 501), (72, 502)):
         script.expect(
             FULFILLMENT_CREATE_DOC,
-            {"fulfillment": {
-                "lineItemsByFulfillmentOrder": [{
-                    "fulfillmentOrderId": f"gid://shopify/FulfillmentOrder/{fo}",
-                    "fulfillmentOrderLineItems": [
-                        {"id": f"gid://shopify/FulfillmentOrderLineItem/{fo_line}",
-                         "quantity": 1}
-                    ],
-                }],
-                "notifyCustomer": False,
-                "trackingInfo": {"company": "UPS", "number": "1Z999",
-                                 "url": "https://ups.example/1Z999"},
-            }},
+            fulfillment_create(fo, fo_line, 1),
             created,
         )
     result = await connector.push_shipment(shipment())  # no lines: everything still due
@@ -1022,17 +1015,7 @@ async def test_a_fulfillment_whose_answer_is_lost_is_not_sent_again_but_found_ne
         )
         script.expect(
             FULFILLMENT_CREATE_DOC,
-            {"fulfillment": {
-                "lineItemsByFulfillmentOrder": [{
-                    "fulfillmentOrderId": "gid://shopify/FulfillmentOrder/71",
-                    "fulfillmentOrderLineItems": [
-                        {"id": "gid://shopify/FulfillmentOrderLineItem/501", "quantity": 2}
-                    ],
-                }],
-                "notifyCustomer": False,
-                "trackingInfo": {"company": "UPS", "number": "1Z999",
-                                 "url": "https://ups.example/1Z999"},
-            }},
+            fulfillment_create(71, 501, 2),
             httpx.RemoteProtocolError("Server disconnected without sending a response."),
         )
         with pytest.raises(RetryableError, match="broke mid-response"):
@@ -1062,17 +1045,7 @@ async def test_fulfillment_user_errors_are_permanent(
     )
     script.expect(
         FULFILLMENT_CREATE_DOC,
-        {"fulfillment": {
-            "lineItemsByFulfillmentOrder": [{
-                "fulfillmentOrderId": "gid://shopify/FulfillmentOrder/71",
-                "fulfillmentOrderLineItems": [
-                    {"id": "gid://shopify/FulfillmentOrderLineItem/501", "quantity": 2}
-                ],
-            }],
-            "notifyCustomer": False,
-            "trackingInfo": {"company": "UPS", "number": "1Z999",
-                             "url": "https://ups.example/1Z999"},
-        }},
+        fulfillment_create(71, 501, 2),
         answer({"fulfillmentCreate": {"fulfillment": None, "userErrors": [
             {"field": ["fulfillment"], "message": "Invalid fulfillment order line item quantity"}
         ]}}),
