@@ -185,9 +185,7 @@ class Store:
         scan for the dashboard) never holds the event loop and the webhooks it serves. `fn`
         sees one snapshot: its queries agree with each other while the writer commits. A
         cancelled caller still waits for the read to end: stopping never closes a connection
-        under a query."""
-        if self._closed:
-            raise StoreClosed("the store is closed")
+        under a query. A closed store raises StoreClosed (from reader())."""
 
         def snapshot() -> T:
             conn = self.reader()
